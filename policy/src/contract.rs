@@ -1,0 +1,481 @@
+//! The Work Policy Contract: raw document, checked [`Contract`], and its hash.
+//!
+//! Parsing runs in four stages, each refusing with a JSON pointer: strict JSON (duplicate keys,
+//! unsafe numbers), the JSON Schema in `schemas/wpc.schema.json` (unknown fields, types,
+//! vocabularies, empty allow-lists), the typed model (`deny_unknown_fields`), then semantic
+//! checks the schema cannot express. Only a value that passed all four is a [`Contract`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::canonical::{self, JsonError};
+
+/// The JSON Schema every contract must satisfy (2020-12).
+pub const SCHEMA: &str = include_str!("../../schemas/wpc.schema.json");
+
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
+        pub enum $name {
+            $(
+                #[doc = concat!("`", $text, "`")]
+                #[serde(rename = $text)]
+                $variant,
+            )+
+        }
+
+        impl $name {
+            /// Every value, in vocabulary order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        concat!("unknown ", $what, " {:?}; expected one of: {}"),
+                        other,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// An operation on the 1Password Connect API, as named by the classifier.
+    Operation, "operation", {
+        ListVaults => "list_vaults",
+        GetVault => "get_vault",
+        ListItems => "list_items",
+        ReadItem => "read_item",
+        CreateItem => "create_item",
+        UpdateItem => "update_item",
+        PatchItem => "patch_item",
+        DeleteItem => "delete_item",
+        ListFiles => "list_files",
+        ReadFile => "read_file",
+        ReadFileContent => "read_file_content",
+        Health => "health",
+        Activity => "activity",
+    }
+);
+
+impl Operation {
+    /// Whether the operation changes data upstream (gets a pre-forward receipt).
+    pub fn is_mutating(self) -> bool {
+        matches!(
+            self,
+            Operation::CreateItem
+                | Operation::UpdateItem
+                | Operation::PatchItem
+                | Operation::DeleteItem
+        )
+    }
+}
+
+vocabulary!(
+    /// A 1Password item category (the 22 Connect categories).
+    Category, "category", {
+        Login => "LOGIN",
+        Password => "PASSWORD",
+        ApiCredential => "API_CREDENTIAL",
+        Server => "SERVER",
+        Database => "DATABASE",
+        CreditCard => "CREDIT_CARD",
+        Membership => "MEMBERSHIP",
+        Passport => "PASSPORT",
+        SoftwareLicense => "SOFTWARE_LICENSE",
+        OutdoorLicense => "OUTDOOR_LICENSE",
+        SecureNote => "SECURE_NOTE",
+        WirelessRouter => "WIRELESS_ROUTER",
+        BankAccount => "BANK_ACCOUNT",
+        DriverLicense => "DRIVER_LICENSE",
+        Identity => "IDENTITY",
+        RewardProgram => "REWARD_PROGRAM",
+        Document => "DOCUMENT",
+        EmailAccount => "EMAIL_ACCOUNT",
+        SocialSecurityNumber => "SOCIAL_SECURITY_NUMBER",
+        MedicalRecord => "MEDICAL_RECORD",
+        SshKey => "SSH_KEY",
+        Custom => "CUSTOM",
+    }
+);
+
+/// The raw contract document, exactly the fields of `schemas/wpc.schema.json`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WpcDocument {
+    /// Always `"1.0"`.
+    pub wpc_version: String,
+    /// Registry name.
+    pub name: String,
+    /// What the agent may do with the integration.
+    pub tool_scope: ToolScope,
+    /// Limits on the job tokens bound to this contract.
+    pub cst_constraints: CstConstraints,
+    /// Where the agent may connect.
+    pub sandbox: Sandbox,
+}
+
+/// Operations, vaults and categories the agent may use.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolScope {
+    /// Always `onepassword` in v1.0.
+    pub integration: String,
+    /// `service_account` or `connect`.
+    pub auth_mode: String,
+    /// Vault ids or names.
+    pub allowed_vaults: Vec<String>,
+    /// Operations allowed.
+    pub allowed_operations: Vec<Operation>,
+    /// Item categories allowed (on request bodies and responses).
+    pub allowed_categories: Vec<Category>,
+    /// Operations always refused; beats `allowed_operations`. Defaults to none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_operations: Vec<Operation>,
+}
+
+/// Limits on job tokens.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CstConstraints {
+    /// Longest token lifetime (`exp − iat`), 1..=86400 seconds.
+    pub max_ttl_seconds: u64,
+    /// Tokens pin this contract's hash (always true).
+    pub policy_hash_pin: bool,
+    /// Tokens are bound to one job (always true).
+    pub job_scoped: bool,
+}
+
+/// Network and workspace confinement.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sandbox {
+    /// `all`: every connection goes through the proxy.
+    pub mode: String,
+    /// Hosts the agent may reach (`host` → ports 443 and 80; `host:port` → that port).
+    pub network_egress: Vec<String>,
+    /// `none`, `read_only` or `read_write`.
+    pub workspace_access: String,
+}
+
+/// One reason a contract was refused, at a JSON pointer.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Violation {
+    /// RFC 6901 pointer into the document ("" = the whole document).
+    pub pointer: String,
+    /// What is wrong and, where possible, the fix.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pointer = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
+        write!(f, "{pointer}: {}", self.message)
+    }
+}
+
+/// Why a contract document was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContractError {
+    /// Not strict JSON.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// Valid JSON that is not a valid contract.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Violation>),
+}
+
+impl ContractError {
+    /// The violations, if the document was JSON but not a valid contract.
+    pub fn violations(&self) -> &[Violation] {
+        match self {
+            ContractError::Invalid(v) => v,
+            ContractError::Json(_) => &[],
+        }
+    }
+}
+
+/// A contract that passed every check, with its hash.
+#[derive(Clone, Debug)]
+pub struct Contract {
+    document: WpcDocument,
+    value: Value,
+    hash: String,
+}
+
+impl Contract {
+    /// Parses and checks contract bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, ContractError> {
+        Self::from_value(canonical::parse_strict(bytes)?)
+    }
+
+    /// Checks an already strictly parsed document.
+    pub fn from_value(value: Value) -> Result<Self, ContractError> {
+        let violations = schema_violations(&value);
+        if !violations.is_empty() {
+            return Err(ContractError::Invalid(violations));
+        }
+        let document: WpcDocument = canonical::from_value_at(value.clone()).map_err(|e| {
+            ContractError::Invalid(vec![Violation {
+                pointer: e.pointer,
+                message: e.message,
+            }])
+        })?;
+        let violations = semantic_violations(&document);
+        if !violations.is_empty() {
+            return Err(ContractError::Invalid(violations));
+        }
+        let hash = hash_value(&value)?;
+        Ok(Self {
+            document,
+            value,
+            hash,
+        })
+    }
+
+    /// `blake3:<hex>` of the canonical (RFC 8785) form.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The typed document.
+    pub fn document(&self) -> &WpcDocument {
+        &self.document
+    }
+
+    /// The contract's registry name.
+    pub fn name(&self) -> &str {
+        &self.document.name
+    }
+
+    /// The document as parsed (what was hashed and signed).
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The RFC 8785 canonical bytes that are hashed and signed.
+    pub fn canonical(&self) -> Vec<u8> {
+        canonical::to_jcs(&self.value).expect("a checked contract canonicalises")
+    }
+}
+
+/// `blake3:<hex>` of the RFC 8785 canonical form of `value`.
+pub fn hash_value(value: &Value) -> Result<String, JsonError> {
+    Ok(hash_bytes(&canonical::to_jcs(value)?))
+}
+
+/// `blake3:<hex>` of `bytes`.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    format!("blake3:{}", blake3::hash(bytes).to_hex())
+}
+
+fn schema() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let schema: Value = serde_json::from_str(SCHEMA).expect("wpc schema is JSON");
+        jsonschema::draft202012::new(&schema).expect("wpc schema compiles")
+    })
+}
+
+fn schema_violations(value: &Value) -> Vec<Violation> {
+    let mut out: Vec<Violation> = schema()
+        .iter_errors(value)
+        .map(|e| Violation {
+            pointer: e.instance_path().to_string(),
+            message: e.to_string(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+    out
+}
+
+fn semantic_violations(doc: &WpcDocument) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let scope = &doc.tool_scope;
+    if scope
+        .allowed_operations
+        .iter()
+        .all(|op| scope.deny_operations.contains(op))
+    {
+        out.push(Violation {
+            pointer: "/tool_scope/allowed_operations".into(),
+            message: "every allowed operation is also in deny_operations, so nothing is allowed"
+                .into(),
+        });
+    }
+    for (i, host) in doc.sandbox.network_egress.iter().enumerate() {
+        if let Some((_, port)) = host.rsplit_once(':') {
+            if !matches!(port.parse::<u32>(), Ok(1..=65535)) {
+                out.push(Violation {
+                    pointer: format!("/sandbox/network_egress/{i}"),
+                    message: format!("port {port:?} is not in 1..=65535"),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &[u8] = include_bytes!("../../examples/policies/1password-readonly-agent.json");
+
+    #[test]
+    fn seed_validates_unchanged() {
+        let contract = Contract::from_slice(SEED).unwrap();
+        assert_eq!(contract.name(), "1password-readonly-agent");
+        assert_eq!(
+            contract.document().tool_scope.allowed_operations,
+            vec![Operation::ReadItem]
+        );
+    }
+
+    #[test]
+    fn key_order_and_whitespace_do_not_change_the_hash() {
+        let a = Contract::from_slice(SEED).unwrap();
+        let mut value: Value = serde_json::from_slice(SEED).unwrap();
+        // Rebuild every object with its keys reversed, then print compactly.
+        fn reverse(v: &mut Value) {
+            match v {
+                Value::Object(map) => {
+                    let mut entries: Vec<_> = std::mem::take(map).into_iter().collect();
+                    entries.reverse();
+                    for (k, mut v) in entries {
+                        reverse(&mut v);
+                        map.insert(k, v);
+                    }
+                }
+                Value::Array(items) => items.iter_mut().for_each(reverse),
+                _ => {}
+            }
+        }
+        reverse(&mut value);
+        let b = Contract::from_slice(serde_json::to_string(&value).unwrap().as_bytes()).unwrap();
+        assert_eq!(a.hash(), b.hash());
+        assert!(a.hash().starts_with("blake3:") && a.hash().len() == 7 + 64);
+        // A change of meaning changes the hash.
+        let c = std::str::from_utf8(SEED).unwrap().replace("900", "600");
+        assert_ne!(Contract::from_slice(c.as_bytes()).unwrap().hash(), a.hash());
+    }
+
+    fn invalid(text: &str) -> Vec<Violation> {
+        match Contract::from_slice(text.as_bytes()) {
+            Err(ContractError::Invalid(v)) => v,
+            other => panic!("expected violations, got {other:?}"),
+        }
+    }
+
+    fn seed_with(from: &str, to: &str) -> String {
+        let seed = std::str::from_utf8(SEED).unwrap();
+        assert!(seed.contains(from), "{from}");
+        seed.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let text = seed_with(
+            r#""name": "1password-readonly-agent","#,
+            r#""name": "a", "name": "b","#,
+        );
+        let err = Contract::from_slice(text.as_bytes()).unwrap_err();
+        assert!(matches!(err, ContractError::Json(_)));
+        assert!(err.to_string().contains("duplicate key \"name\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_a_pointer() {
+        let v = invalid(&seed_with(
+            r#""job_scoped": true"#,
+            r#""job_scoped": true, "extra": 1"#,
+        ));
+        assert_eq!(v[0].pointer, "/cst_constraints", "{v:?}");
+        assert!(v[0].message.contains("extra"), "{v:?}");
+    }
+
+    #[test]
+    fn bad_values_name_their_pointer() {
+        let cases = [
+            (
+                r#"["read_item"]"#,
+                r#"["read_everything"]"#,
+                "/tool_scope/allowed_operations/0",
+            ),
+            (
+                r#"["API_CREDENTIAL", "DATABASE"]"#,
+                r#"["API_KEY"]"#,
+                "/tool_scope/allowed_categories/0",
+            ),
+            (
+                r#"["vault_agent_secrets_prod"]"#,
+                "[]",
+                "/tool_scope/allowed_vaults",
+            ),
+            ("900", "0", "/cst_constraints/max_ttl_seconds"),
+            ("900", "-5", "/cst_constraints/max_ttl_seconds"),
+            ("900", "31536000", "/cst_constraints/max_ttl_seconds"),
+            ("900", "\"900\"", "/cst_constraints/max_ttl_seconds"),
+            (
+                r#""wpc_version": "1.0""#,
+                r#""wpc_version": "2.0""#,
+                "/wpc_version",
+            ),
+            (
+                r#""api.1password.com""#,
+                r#""API.1password.com""#,
+                "/sandbox/network_egress/1",
+            ),
+        ];
+        for (from, to, pointer) in cases {
+            let v = invalid(&seed_with(from, to));
+            assert!(v.iter().any(|v| v.pointer == pointer), "{to}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_allowed_is_refused() {
+        let v = invalid(&seed_with(
+            r#""deny_operations": ["create_item""#,
+            r#""deny_operations": ["read_item", "create_item""#,
+        ));
+        assert_eq!(v[0].pointer, "/tool_scope/allowed_operations");
+    }
+
+    #[test]
+    fn bad_port_is_refused() {
+        let v = invalid(&seed_with(
+            r#""api.1password.com""#,
+            r#""api.1password.com:99999""#,
+        ));
+        assert_eq!(v[0].pointer, "/sandbox/network_egress/1");
+    }
+}
