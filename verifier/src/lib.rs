@@ -1,1 +1,13 @@
-//! placeholder
+//! Evidence for clawproxy: receipts, the Merkle log, checkpoints, proof bundles and their
+//! offline verification.
+//!
+//! - [`merkle`]: RFC 9162 Merkle tree (SHA-256): hashes, compact range, proofs, verifiers;
+//! - [`checkpoint`]: C2SP signed notes and checkpoints (Ed25519);
+//! - [`receipt`]: the receipt format, canonical bytes, signing, strict verification, keyed
+//!   body hashes;
+//! - [`log`]: the durable group-commit log writer and the streaming log reader.
+
+pub mod checkpoint;
+pub mod log;
+pub mod merkle;
+pub mod receipt;
