@@ -1,1 +1,148 @@
-fn main() {}
+//! `clawproxy`: the enforcing forward proxy. See `clawproxy --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use claw_policy::datadir::DataDir;
+use claw_proxy::config::Config;
+
+/// The enforcing forward proxy for AI agents that handle secrets.
+///
+/// Agents set HTTP_PROXY/HTTPS_PROXY to this proxy with their job token as the password; each
+/// request is checked against the token's signed Work Policy Contract, sent upstream with the
+/// real credential injected, and receipted in a signed, durable log.
+///
+/// Quickstart:
+///   clawproxy demo                              # everything end to end on loopback
+///
+/// By hand:
+///   clawproxy init --data-dir .claw             # keys, CA, trust.json, clawproxy.toml
+///   clawcontrols publish examples/policies/1password-readonly-agent.json
+///   OP_CONNECT_TOKEN=… clawproxy run
+///
+/// Exit codes: 0 ok, 1 failure while running, 2 usage or configuration error.
+#[derive(Debug, Parser)]
+#[command(name = "clawproxy", version, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data dir: signing keys (0600), interception CA, trust.json, clawproxy.toml.
+    ///
+    /// Example: clawproxy init --data-dir /var/lib/claw
+    Init {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Replace an existing data dir's keys and config.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the proxy until SIGTERM or Ctrl-C.
+    ///
+    /// Example: OP_CONNECT_TOKEN=$(cat connect.token) clawproxy run --listen 127.0.0.1:3128
+    Run {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Config file. Defaults to <data dir>/clawproxy.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override `listen` from the config.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Override `admin` from the config.
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// Load and check the config, then exit (0 valid, 2 invalid).
+    ///
+    /// Example: clawproxy check-config --data-dir .claw
+    CheckConfig {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Config file. Defaults to <data dir>/clawproxy.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The quickstart: init, publish, mint, run an agent through the proxy, verify.
+    ///
+    /// Without --data-dir it works in a fresh temporary directory and prints its path.
+    Demo {
+        /// Data dir for the demo (must not be initialised yet).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DataDirArg {
+    /// The data dir (keys, policies, receipts, state).
+    #[arg(long, env = "CLAW_HOME", default_value = ".claw")]
+    data_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("clawproxy: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init { data, force } => {
+            let dir = DataDir::new(&data.data_dir);
+            let done = claw_proxy::init::init(&dir, force)?;
+            println!(
+                "initialised {} (proxy id {})",
+                dir.root().display(),
+                done.keys.proxy_id
+            );
+            println!();
+            println!("next steps:");
+            println!(
+                "  clawcontrols publish examples/policies/1password-readonly-agent.json --data-dir {}",
+                dir.root().display()
+            );
+            println!(
+                "  clawscope mint --policy 1password-readonly-agent --job job-1 --agent my-agent --data-dir {}",
+                dir.root().display()
+            );
+            println!(
+                "  OP_CONNECT_TOKEN=… clawproxy run --data-dir {}",
+                dir.root().display()
+            );
+            println!(
+                "  agents trust {} and use HTTPS_PROXY=http://job-1:$TOKEN@127.0.0.1:3128",
+                dir.ca_cert().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { data, config } => {
+            let path = config.unwrap_or_else(|| DataDir::new(&data.data_dir).config());
+            let config = Config::load(&path)?;
+            println!(
+                "{}: ok (listen {}, admin {}, {} upstream(s))",
+                path.display(),
+                config.listen,
+                config.admin,
+                config.upstream.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { .. } => {
+            anyhow::bail!("`clawproxy run` is not available in this build yet")
+        }
+        Command::Demo { data_dir } => {
+            claw_proxy::demo::run(data_dir, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

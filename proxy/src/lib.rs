@@ -1,0 +1,13 @@
+//! clawproxy: the enforcing forward proxy for AI agents.
+//!
+//! An agent's only way out is this proxy. Each request is authenticated with a job-scoped
+//! token, checked against the token's pinned Work Policy Contract, sent upstream with the real
+//! credential injected, and receipted in a signed, durable log before the agent sees an answer.
+//!
+//! - [`config`]: `clawproxy.toml`, checked before any port binds;
+//! - [`init`]: a fresh data dir (keys, CA, trust.json, config);
+//! - [`demo`]: the quickstart, end to end on loopback.
+
+pub mod config;
+pub mod demo;
+pub mod init;
