@@ -10,4 +10,8 @@
 
 pub mod config;
 pub mod demo;
+pub mod hygiene;
 pub mod init;
+pub mod intercept;
+pub mod metrics;
+pub mod respond;
