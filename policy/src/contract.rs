@@ -332,13 +332,13 @@ fn semantic_violations(doc: &WpcDocument) -> Vec<Violation> {
         });
     }
     for (i, host) in doc.sandbox.network_egress.iter().enumerate() {
-        if let Some((_, port)) = host.rsplit_once(':') {
-            if !matches!(port.parse::<u32>(), Ok(1..=65535)) {
-                out.push(Violation {
-                    pointer: format!("/sandbox/network_egress/{i}"),
-                    message: format!("port {port:?} is not in 1..=65535"),
-                });
-            }
+        if let Some((_, port)) = host.rsplit_once(':')
+            && !matches!(port.parse::<u32>(), Ok(1..=65535))
+        {
+            out.push(Violation {
+                pointer: format!("/sandbox/network_egress/{i}"),
+                message: format!("port {port:?} is not in 1..=65535"),
+            });
         }
     }
     out

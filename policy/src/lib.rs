@@ -30,10 +30,13 @@
 //!   name a path outside the registry.
 
 pub mod canonical;
+pub mod classify;
 pub mod contract;
 pub mod datadir;
 pub mod dsse;
+pub mod egress;
 pub mod envelope;
+pub mod evaluate;
 pub mod keys;
 pub mod registry;
 pub mod trust;

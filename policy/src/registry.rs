@@ -179,16 +179,16 @@ impl Registry {
         }
         let mut index = self.index()?;
         let name = contract.name().to_owned();
-        if let Some(entry) = index.contracts.get(&name) {
-            if entry.active == contract.hash() {
-                let version = entry.versions.last().map_or(1, |v| v.version);
-                return Ok(Published {
-                    name,
-                    hash: contract.hash().to_owned(),
-                    version,
-                    changed: false,
-                });
-            }
+        if let Some(entry) = index.contracts.get(&name)
+            && entry.active == contract.hash()
+        {
+            let version = entry.versions.last().map_or(1, |v| v.version);
+            return Ok(Published {
+                name,
+                hash: contract.hash().to_owned(),
+                version,
+                changed: false,
+            });
         }
         let entry = index.contracts.entry(name.clone()).or_insert(NameEntry {
             active: String::new(),

@@ -1,0 +1,276 @@
+use super::*;
+use crate::contract::Contract;
+
+const SEED: &[u8] = include_bytes!("../../../examples/policies/1password-readonly-agent.json");
+const VID: &str = "ytrfte14kw1uex5txaore1emkz";
+
+fn seed() -> WpcDocument {
+    Contract::from_slice(SEED).unwrap().document().clone()
+}
+
+fn named(id: &str, name: &str) -> Option<VaultRef> {
+    Some(VaultRef {
+        id: id.into(),
+        name: Some(name.into()),
+    })
+}
+
+fn request(op: Operation, vault: Option<VaultRef>, category: Option<Category>) -> Request {
+    Request {
+        op,
+        vault,
+        item: Some("x4tpzrqojj2ahmv3w7nb6vu2pe".into()),
+        category,
+    }
+}
+
+fn rule(d: &Decision) -> (&str, bool) {
+    (d.rule(), d.is_allow())
+}
+
+#[test]
+fn seed_allows_reading_allowed_categories_in_its_vault() {
+    let doc = seed();
+    let vault = named(VID, "vault_agent_secrets_prod");
+    let d = evaluate(
+        &doc,
+        &doc.tool_scope,
+        &request(Operation::ReadItem, vault.clone(), None),
+    );
+    assert_eq!(rule(&d), ("allowed_operations", true));
+    let d = evaluate(
+        &doc,
+        &doc.tool_scope,
+        &request(Operation::ReadItem, vault, Some(Category::Database)),
+    );
+    assert!(d.is_allow());
+}
+
+#[test]
+fn each_rule_denies_what_it_names() {
+    let doc = seed();
+    let scope = &doc.tool_scope;
+    let vault = named(VID, "vault_agent_secrets_prod");
+    let cases = [
+        (
+            request(Operation::DeleteItem, vault.clone(), None),
+            "deny_operations",
+        ),
+        (
+            request(
+                Operation::CreateItem,
+                vault.clone(),
+                Some(Category::Database),
+            ),
+            "deny_operations",
+        ),
+        (
+            request(Operation::ListItems, vault.clone(), None),
+            "allowed_operations",
+        ),
+        (
+            request(Operation::ListVaults, None, None),
+            "allowed_operations",
+        ),
+        (
+            request(Operation::ReadFile, vault.clone(), None),
+            "allowed_operations",
+        ),
+        (
+            request(Operation::ReadItem, named(VID, "other"), None),
+            "allowed_vaults",
+        ),
+        (
+            request(
+                Operation::ReadItem,
+                Some(VaultRef {
+                    id: VID.into(),
+                    name: None,
+                }),
+                None,
+            ),
+            "allowed_vaults",
+        ),
+        (request(Operation::ReadItem, None, None), "allowed_vaults"),
+        (
+            request(Operation::ReadItem, vault.clone(), Some(Category::Login)),
+            "allowed_categories",
+        ),
+    ];
+    for (req, want) in cases {
+        let d = evaluate(&doc, scope, &req);
+        assert_eq!(rule(&d), (want, false), "{req:?}");
+        if let Decision::Deny { reason, .. } = d {
+            assert!(!reason.is_empty());
+        }
+    }
+}
+
+#[test]
+fn deny_beats_allow() {
+    let mut doc = seed();
+    doc.tool_scope
+        .allowed_operations
+        .push(Operation::DeleteItem);
+    let d = evaluate(
+        &doc,
+        &doc.tool_scope,
+        &request(
+            Operation::DeleteItem,
+            named(VID, "vault_agent_secrets_prod"),
+            None,
+        ),
+    );
+    assert_eq!(rule(&d), ("deny_operations", false));
+}
+
+#[test]
+fn vaults_match_by_id_or_name() {
+    let mut doc = seed();
+    let by_name = named(VID, "vault_agent_secrets_prod");
+    assert!(
+        evaluate(
+            &doc,
+            &doc.tool_scope,
+            &request(Operation::ReadItem, by_name, None)
+        )
+        .is_allow()
+    );
+    doc.tool_scope.allowed_vaults = vec![VID.into()];
+    let by_id = Some(VaultRef {
+        id: VID.into(),
+        name: None,
+    });
+    assert!(
+        evaluate(
+            &doc,
+            &doc.tool_scope,
+            &request(Operation::ReadItem, by_id, None)
+        )
+        .is_allow()
+    );
+}
+
+#[test]
+fn a_narrowed_scope_is_what_counts_and_the_contract_deny_list_still_applies() {
+    let doc = seed();
+    let mut narrow = doc.tool_scope.clone();
+    narrow.allowed_categories = vec![Category::Database];
+    let vault = named(VID, "vault_agent_secrets_prod");
+    let d = evaluate(
+        &doc,
+        &narrow,
+        &request(
+            Operation::ReadItem,
+            vault.clone(),
+            Some(Category::ApiCredential),
+        ),
+    );
+    assert_eq!(rule(&d), ("allowed_categories", false));
+    // A scope that forgot the contract's deny list does not escape it.
+    narrow.deny_operations.clear();
+    narrow.allowed_operations.push(Operation::DeleteItem);
+    let d = evaluate(&doc, &narrow, &request(Operation::DeleteItem, vault, None));
+    assert_eq!(rule(&d), ("deny_operations", false));
+}
+
+#[test]
+fn patch_needs_read_as_well() {
+    let mut doc = seed();
+    doc.tool_scope.deny_operations.clear();
+    doc.tool_scope.allowed_operations = vec![Operation::PatchItem];
+    let vault = named(VID, "vault_agent_secrets_prod");
+    let d = evaluate(
+        &doc,
+        &doc.tool_scope,
+        &request(Operation::PatchItem, vault.clone(), None),
+    );
+    assert_eq!(rule(&d), ("allowed_operations", false));
+    doc.tool_scope.allowed_operations.push(Operation::ReadItem);
+    assert!(
+        evaluate(
+            &doc,
+            &doc.tool_scope,
+            &request(Operation::PatchItem, vault, None)
+        )
+        .is_allow()
+    );
+}
+
+#[test]
+fn operations_without_a_vault_need_only_the_operation() {
+    let mut doc = seed();
+    doc.tool_scope
+        .allowed_operations
+        .push(Operation::ListVaults);
+    assert!(
+        evaluate(
+            &doc,
+            &doc.tool_scope,
+            &request(Operation::ListVaults, None, None)
+        )
+        .is_allow()
+    );
+}
+
+#[test]
+fn write_bodies_reveal_vault_and_category() {
+    // The Python SDK's create body.
+    let python = br#"{"title":"t","vault":{"id":"ytrfte14kw1uex5txaore1emkz"},"category":"LOGIN","favorite":false,"trashed":false,"fields":[{"type":"STRING","purpose":"USERNAME","value":"u","generate":false}]}"#;
+    let facts = inspect_body(Operation::CreateItem, python).unwrap();
+    assert_eq!(facts.vault.as_deref(), Some(VID));
+    assert_eq!(facts.category, Some(Category::Login));
+    // PATCH that changes the category, the vault, or replaces the whole item.
+    let patch = br#"[{"op":"replace","path":"/title","value":"x"},{"op":"replace","path":"/category","value":"SSH_KEY"}]"#;
+    assert_eq!(
+        inspect_body(Operation::PatchItem, patch).unwrap().category,
+        Some(Category::SshKey)
+    );
+    let patch = br#"[{"op":"replace","path":"/vault/id","value":"otherotherotherotherother1"}]"#;
+    assert_eq!(
+        inspect_body(Operation::PatchItem, patch)
+            .unwrap()
+            .vault
+            .as_deref(),
+        Some("otherotherotherotherother1")
+    );
+    let patch = br#"[{"op":"replace","path":"/","value":{"category":"LOGIN","vault":{"id":"v"}}}]"#;
+    assert_eq!(
+        inspect_body(Operation::PatchItem, patch).unwrap().category,
+        Some(Category::Login)
+    );
+    assert_eq!(
+        inspect_body(Operation::PatchItem, b"[]").unwrap(),
+        BodyFacts::default()
+    );
+}
+
+#[test]
+fn uninspectable_bodies_are_errors() {
+    for (op, body) in [
+        (Operation::CreateItem, &b"not json"[..]),
+        (Operation::CreateItem, b"[1]"),
+        (Operation::CreateItem, br#"{"category":"NOT_A_CATEGORY"}"#),
+        (
+            Operation::CreateItem,
+            br#"{"category":"LOGIN","category":"DATABASE"}"#,
+        ),
+        (Operation::UpdateItem, br#"{"vault":{"id":5}}"#),
+        (Operation::PatchItem, br#"{"op":"replace"}"#),
+        (
+            Operation::PatchItem,
+            br#"[{"op":"move","path":"/category","from":"/x"}]"#,
+        ),
+        (
+            Operation::PatchItem,
+            br#"[{"op":"remove","path":"/category"}]"#,
+        ),
+        (Operation::PatchItem, br#"[{"path":"/title"}]"#),
+    ] {
+        assert!(
+            inspect_body(op, body).is_err(),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
