@@ -1,0 +1,197 @@
+//! What a new contract version allows or denies in addition to the old one.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::contract::{Operation, WpcDocument};
+
+/// Whether a change gives the agent more or less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The new version allows more.
+    Widens,
+    /// The new version allows less.
+    Narrows,
+}
+
+/// One difference.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// More or less.
+    pub direction: Direction,
+    /// `operation`, `vault`, `category`, `host` or `max_ttl_seconds`.
+    pub what: &'static str,
+    /// The value that appeared or disappeared (or `old → new`).
+    pub value: String,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.direction {
+            Direction::Widens => "allows",
+            Direction::Narrows => "no longer allows",
+        };
+        if self.what == "max_ttl_seconds" {
+            write!(
+                f,
+                "max_ttl_seconds {} ({})",
+                self.value,
+                match self.direction {
+                    Direction::Widens => "longer tokens",
+                    Direction::Narrows => "shorter tokens",
+                }
+            )
+        } else {
+            write!(f, "{verb} {} {}", self.what, self.value)
+        }
+    }
+}
+
+/// The changes from `old` to `new`, widenings first.
+pub fn diff(old: &WpcDocument, new: &WpcDocument) -> Vec<Change> {
+    let mut out = Vec::new();
+    let ops = |d: &WpcDocument| -> BTreeSet<String> {
+        d.tool_scope
+            .allowed_operations
+            .iter()
+            .filter(|op| !d.tool_scope.deny_operations.contains(op))
+            .map(|op: &Operation| op.as_str().to_owned())
+            .collect()
+    };
+    sets(&mut out, "operation", ops(old), ops(new));
+    let strings = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
+    sets(
+        &mut out,
+        "vault",
+        strings(&old.tool_scope.allowed_vaults),
+        strings(&new.tool_scope.allowed_vaults),
+    );
+    let cats = |d: &WpcDocument| -> BTreeSet<String> {
+        d.tool_scope
+            .allowed_categories
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect()
+    };
+    sets(&mut out, "category", cats(old), cats(new));
+    sets(
+        &mut out,
+        "host",
+        strings(&old.sandbox.network_egress),
+        strings(&new.sandbox.network_egress),
+    );
+    let (a, b) = (
+        old.cst_constraints.max_ttl_seconds,
+        new.cst_constraints.max_ttl_seconds,
+    );
+    if a != b {
+        out.push(Change {
+            direction: if b > a {
+                Direction::Widens
+            } else {
+                Direction::Narrows
+            },
+            what: "max_ttl_seconds",
+            value: format!("{a} → {b}"),
+        });
+    }
+    out.sort_by_key(|c| c.direction == Direction::Narrows);
+    out
+}
+
+fn sets(out: &mut Vec<Change>, what: &'static str, old: BTreeSet<String>, new: BTreeSet<String>) {
+    for value in new.difference(&old) {
+        out.push(Change {
+            direction: Direction::Widens,
+            what,
+            value: value.clone(),
+        });
+    }
+    for value in old.difference(&new) {
+        out.push(Change {
+            direction: Direction::Narrows,
+            what,
+            value: value.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Contract;
+
+    fn load(name: &str) -> WpcDocument {
+        let path = format!("{}/../examples/policies/{name}", env!("CARGO_MANIFEST_DIR"));
+        Contract::from_slice(&std::fs::read(path).unwrap())
+            .unwrap()
+            .document()
+            .clone()
+    }
+
+    #[test]
+    fn read_by_title_adds_list_operations_and_back() {
+        let seed = load("1password-readonly-agent.json");
+        let title = load("1password-read-by-title.json");
+        let forward = diff(&seed, &title);
+        let widened: Vec<String> = forward
+            .iter()
+            .filter(|c| c.direction == Direction::Widens)
+            .map(|c| format!("{} {}", c.what, c.value))
+            .collect();
+        assert_eq!(widened, ["operation list_items", "operation list_vaults"]);
+        assert!(forward.iter().all(|c| c.direction == Direction::Widens));
+        let back = diff(&title, &seed);
+        assert_eq!(back.len(), 2);
+        assert!(back.iter().all(|c| c.direction == Direction::Narrows));
+        assert_eq!(back[0].to_string(), "no longer allows operation list_items");
+        assert!(diff(&seed, &seed).is_empty());
+    }
+
+    #[test]
+    fn denied_operations_do_not_count_as_allowed() {
+        let seed = load("1password-readonly-agent.json");
+        let mut wider = seed.clone();
+        wider
+            .tool_scope
+            .allowed_operations
+            .push(Operation::DeleteItem);
+        // delete_item is still in deny_operations: nothing new is allowed.
+        assert!(diff(&seed, &wider).is_empty());
+        wider.tool_scope.deny_operations.clear();
+        let changes = diff(&seed, &wider);
+        assert_eq!(changes[0].to_string(), "allows operation delete_item");
+    }
+
+    #[test]
+    fn hosts_categories_vaults_and_ttl_are_compared() {
+        let seed = load("1password-readonly-agent.json");
+        let multi = load("multi-host.json");
+        let text: Vec<String> = diff(&seed, &multi)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            text.contains(&"allows host api.github.com".to_owned()),
+            "{text:?}"
+        );
+        let mut shorter = seed.clone();
+        shorter.cst_constraints.max_ttl_seconds = 300;
+        shorter
+            .tool_scope
+            .allowed_categories
+            .retain(|c| c.as_str() == "DATABASE");
+        let text: Vec<String> = diff(&seed, &shorter)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "no longer allows category API_CREDENTIAL",
+                "max_ttl_seconds 900 → 300 (shorter tokens)"
+            ]
+        );
+    }
+}

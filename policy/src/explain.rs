@@ -1,0 +1,286 @@
+//! A dry run of one request against a contract: the operation, the decision, the rule, and why
+//! in words an operator would use.
+
+use serde::Serialize;
+
+use crate::classify::{self, Op};
+use crate::contract::{Category, Operation, WpcDocument};
+use crate::egress;
+use crate::evaluate::{self, Decision, VaultRef};
+
+/// The request to explain.
+#[derive(Clone, Debug)]
+pub struct Question<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// Full URL (`http(s)://host[:port]/path?query`).
+    pub url: &'a str,
+    /// Request body, for writes.
+    pub body: Option<&'a [u8]>,
+    /// The vault's name, when the contract lists vaults by name (the proxy resolves it).
+    pub vault_name: Option<&'a str>,
+}
+
+/// The answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// The deciding rule.
+    pub rule: String,
+    /// The classified operation (`unknown` when none).
+    pub operation: String,
+    /// Host and port the URL names.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Vault id from the path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vault: Option<String>,
+    /// Item id from the path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    /// Plain sentences: the reason and what it means.
+    pub why: Vec<String>,
+}
+
+/// Explains what the proxy would do with `question` under `contract`.
+pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explanation, String> {
+    let (scheme, host, port, target) = split_url(question.url)?;
+    let mut out = Explanation {
+        decision: "deny",
+        rule: String::new(),
+        operation: "unknown".into(),
+        host: host.clone(),
+        port,
+        vault: None,
+        item: None,
+        why: Vec::new(),
+    };
+    if let Decision::Deny { rule, reason } = egress::check_egress(&contract.sandbox, &host, port) {
+        out.rule = rule;
+        out.why.push(format!(
+            "{reason}: the agent may not reach this host at all ({scheme} to {host}:{port})"
+        ));
+        return Ok(out);
+    }
+    let classified = match classify::classify(question.method, &target) {
+        Ok(c) => c,
+        Err(error) => {
+            out.rule = "ambiguous_path".into();
+            out.why.push(format!(
+                "{error}: the proxy refuses requests it could read two ways"
+            ));
+            return Ok(out);
+        }
+    };
+    out.vault = classified.vault.clone();
+    out.item = classified.item.clone();
+    let op = match classified.op {
+        Op::Known(op) => op,
+        Op::Unknown => {
+            out.rule = "unknown_operation".into();
+            out.why.push(format!(
+                "{} {} is not a 1Password Connect operation, and anything unrecognised is denied",
+                question.method, classified.path
+            ));
+            return Ok(out);
+        }
+    };
+    out.operation = op.as_str().into();
+    let mut category: Option<Category> = None;
+    if let Some(body) = question.body {
+        match evaluate::inspect_body(op, body) {
+            Ok(facts) => category = facts.category,
+            Err(error) => {
+                out.rule = "uninspectable_body".into();
+                out.why.push(error.to_string());
+                return Ok(out);
+            }
+        }
+    }
+    let vault = classified.vault.as_ref().map(|id| VaultRef {
+        id: id.clone(),
+        name: question.vault_name.map(str::to_owned),
+    });
+    let decision = evaluate::evaluate(
+        contract,
+        &contract.tool_scope,
+        &evaluate::Request {
+            op,
+            vault: vault.clone(),
+            item: classified.item.clone(),
+            category,
+        },
+    );
+    out.rule = decision.rule().to_owned();
+    match decision {
+        Decision::Allow { .. } => {
+            out.decision = "allow";
+            out.why
+                .push(format!("operation {op} is allowed in this vault"));
+            if matches!(op, Operation::ReadItem | Operation::ListItems)
+                || op == Operation::ListFiles
+            {
+                let cats: Vec<&str> = contract
+                    .tool_scope
+                    .allowed_categories
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect();
+                out.why.push(format!(
+                    "the answer is checked too: items outside {} are withheld",
+                    cats.join(", ")
+                ));
+            }
+        }
+        Decision::Deny { rule, reason } => {
+            out.why.push(reason);
+            if op == Operation::ListItems
+                && rule == "allowed_operations"
+                && classified
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| f.is_title_lookup())
+            {
+                out.why.push(
+                    "read by title is a list_items call (the SDK looks the title up with \
+                     ?filter=title eq \"…\"), which this contract does not allow; read the item \
+                     by its id, or use a contract that also allows list_items"
+                        .into(),
+                );
+            }
+            if op == Operation::ListVaults && rule == "allowed_operations" {
+                out.why.push(
+                    "looking a vault up by name is a list_vaults call; pass the vault id instead"
+                        .into(),
+                );
+            }
+            if rule == "allowed_vaults" && question.vault_name.is_none() {
+                out.why.push(
+                    "the contract may list vaults by name, which the proxy resolves through \
+                     Connect; pass --vault-name to check by name"
+                        .into(),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `scheme://host[:port]/target` → parts; the target keeps path and query.
+fn split_url(url: &str) -> Result<(String, String, u16, String), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not a URL (expected http://host/path)"))?;
+    let default = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(format!("scheme {scheme:?} is not http or https")),
+    };
+    let cut = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(cut);
+    if authority.contains('@') {
+        return Err("userinfo in the URL is not allowed".into());
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            (h, p.parse().map_err(|_| format!("bad port {p:?}"))?)
+        }
+        _ => (authority, default),
+    };
+    let target = if target.starts_with('/') {
+        target.to_owned()
+    } else {
+        format!("/{target}")
+    };
+    Ok((scheme.to_owned(), host.to_owned(), port, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Contract;
+
+    const SEED: &[u8] = include_bytes!("../../examples/policies/1password-readonly-agent.json");
+    const VID: &str = "ytrfte14kw1uex5txaore1emkz";
+    const IID: &str = "x4tpzrqojj2ahmv3w7nb6vu2pe";
+
+    fn ask(method: &str, url: &str) -> Explanation {
+        let doc = Contract::from_slice(SEED).unwrap().document().clone();
+        explain(
+            &doc,
+            &Question {
+                method,
+                url,
+                body: None,
+                vault_name: Some("vault_agent_secrets_prod"),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn read_by_id_is_allowed() {
+        let e = ask(
+            "GET",
+            &format!("https://connect.1password.com/v1/vaults/{VID}/items/{IID}"),
+        );
+        assert_eq!(
+            (e.decision, e.rule.as_str(), e.operation.as_str()),
+            ("allow", "allowed_operations", "read_item")
+        );
+    }
+
+    #[test]
+    fn read_by_title_is_explained_as_list_items() {
+        let e = ask(
+            "GET",
+            &format!(
+                "https://connect.1password.com/v1/vaults/{VID}/items?filter=title%20eq%20%22db%22"
+            ),
+        );
+        assert_eq!((e.decision, e.operation.as_str()), ("deny", "list_items"));
+        assert!(
+            e.why
+                .iter()
+                .any(|w| w.contains("read by title is a list_items call")),
+            "{:?}",
+            e.why
+        );
+    }
+
+    #[test]
+    fn delete_unknown_and_egress_are_denied_with_their_rule() {
+        let e = ask(
+            "DELETE",
+            &format!("https://connect.1password.com/v1/vaults/{VID}/items/{IID}"),
+        );
+        assert_eq!((e.decision, e.rule.as_str()), ("deny", "deny_operations"));
+        let e = ask("GET", "https://connect.1password.com/v2/secrets");
+        assert_eq!((e.decision, e.rule.as_str()), ("deny", "unknown_operation"));
+        let e = ask("GET", "https://api.github.com/repos");
+        assert_eq!((e.decision, e.rule.as_str()), ("deny", "network_egress"));
+        let e = ask("GET", "https://connect.1password.com/v1/vaults/a%2fb");
+        assert_eq!((e.decision, e.rule.as_str()), ("deny", "ambiguous_path"));
+    }
+
+    #[test]
+    fn urls_are_parsed_strictly() {
+        let doc = Contract::from_slice(SEED).unwrap().document().clone();
+        for url in [
+            "connect.1password.com/v1",
+            "ftp://x/",
+            "http://u@connect.1password.com/",
+            "http://h:99999/",
+        ] {
+            let q = Question {
+                method: "GET",
+                url,
+                body: None,
+                vault_name: None,
+            };
+            assert!(explain(&doc, &q).is_err(), "{url}");
+        }
+    }
+}
