@@ -202,6 +202,27 @@ impl Config {
         Ok(config)
     }
 
+    /// Applies command-line overrides and checks the result again.
+    pub fn with_overrides(
+        mut self,
+        listen: Option<String>,
+        admin: Option<String>,
+        path: &Path,
+    ) -> Result<Self, ConfigError> {
+        if let Some(listen) = listen {
+            self.listen = listen;
+        }
+        if let Some(admin) = admin {
+            self.admin = admin;
+        }
+        self.check().map_err(|(key, message)| ConfigError::Key {
+            path: path.to_owned(),
+            key,
+            message,
+        })?;
+        Ok(self)
+    }
+
     /// The listen address, parsed.
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen.parse().expect("checked at load")

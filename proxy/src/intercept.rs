@@ -109,3 +109,73 @@ impl ResolvesServerCert for OneHost {
             .then(|| self.key.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    fn client_config(dir: &DataDir) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(dir.ca_cert()).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// Handshakes a client asking for `sni` with a server configured for `host`.
+    async fn handshake(interceptor: &Interceptor, dir: &DataDir, host: &str, sni: &str) -> bool {
+        let acceptor = TlsAcceptor::from(interceptor.server_config(host).unwrap());
+        let connector = TlsConnector::from(client_config(dir));
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut tls = acceptor.accept(server_io).await.ok()?;
+            let mut buf = [0u8; 4];
+            tls.read_exact(&mut buf).await.ok()?;
+            tls.write_all(&buf).await.ok()?;
+            tls.flush().await.ok()
+        });
+        let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+        let client = async {
+            let mut tls = connector.connect(name, client_io).await.ok()?;
+            tls.write_all(b"ping").await.ok()?;
+            let mut buf = [0u8; 4];
+            tls.read_exact(&mut buf).await.ok()?;
+            (&buf == b"ping").then_some(())
+        };
+        let ok = client.await.is_some();
+        let _ = server.await;
+        ok
+    }
+
+    #[tokio::test]
+    async fn leaf_is_trusted_for_its_host_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("claw"));
+        crate::init::init(&dir, false).unwrap();
+        let interceptor = Interceptor::load(&dir).unwrap();
+        assert!(
+            handshake(
+                &interceptor,
+                &dir,
+                "connect.1password.com",
+                "connect.1password.com"
+            )
+            .await
+        );
+        // SNI naming another host than the CONNECT authority: no certificate, no handshake.
+        assert!(!handshake(&interceptor, &dir, "connect.1password.com", "evil.example").await);
+        // The cache hands back the same config.
+        let a = interceptor.server_config("connect.1password.com").unwrap();
+        let b = interceptor.server_config("connect.1password.com").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+}
