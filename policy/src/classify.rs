@@ -44,8 +44,12 @@ pub struct Classified {
     pub path: String,
     /// The re-encoded query (checked and forwarded), if any.
     pub query: Option<String>,
-    /// The parsed `filter` parameter, if any.
+    /// The parsed `filter` parameter, if any. An empty `filter=` (the JS SDK sends
+    /// `GET /v1/vaults/?filter=`) is no filter.
     pub filter: Option<Filter>,
+    /// Query parameter names the route does not document, in request order. They are kept
+    /// (and forwarded) but reported, so receipts and `explain` can show them.
+    pub unknown_params: Vec<String>,
 }
 
 /// Why a target could not be classified unambiguously.
@@ -236,6 +240,7 @@ pub fn classify(method: &str, target: &str) -> Result<Classified, ClassifyError>
     };
     let segments: Vec<&str> = path.split('/').skip(1).filter(|s| !s.is_empty()).collect();
     let (op, vault, item, file) = route(method, &segments);
+    let documented = documented_params(op);
     let mut classified = Classified {
         op,
         vault: vault.map(str::to_owned),
@@ -243,9 +248,18 @@ pub fn classify(method: &str, target: &str) -> Result<Classified, ClassifyError>
         file: file.map(str::to_owned),
         query: encode_query(&params),
         filter: None,
+        unknown_params: params
+            .iter()
+            .filter(|(k, _)| !documented.contains(&k.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect(),
         path,
     };
-    if let Some((_, value)) = params.iter().find(|(k, _)| k == "filter") {
+    // The filter is parsed whatever the route, so a malformed one is refused even where
+    // Connect would ignore it: the proxy must never forward a query it cannot read one way.
+    if let Some((_, value)) = params.iter().find(|(k, _)| k == "filter")
+        && !value.trim().is_empty()
+    {
         classified.filter = Some(Filter::parse(value)?);
     }
     Ok(classified)
@@ -261,7 +275,19 @@ impl Classified {
             path,
             query: None,
             filter: None,
+            unknown_params: Vec::new(),
         }
+    }
+}
+
+/// The query parameters connect-api.md §2 documents for each operation.
+fn documented_params(op: Op) -> &'static [&'static str] {
+    use Operation::*;
+    match op {
+        Op::Known(ListVaults | ListItems) => &["filter"],
+        Op::Known(ListFiles | ReadFile) => &["inline_files"],
+        Op::Known(Activity) => &["limit", "offset"],
+        _ => &[],
     }
 }
 

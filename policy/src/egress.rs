@@ -42,13 +42,17 @@ pub fn check_egress(sandbox: &Sandbox, host: &str, port: u16) -> Decision {
         Ok(host) => host,
         Err(reason) => return deny(reason),
     };
-    let allowed = sandbox
-        .network_egress
-        .iter()
-        .any(|entry| match entry.rsplit_once(':') {
-            Some((name, p)) => name == host && p.parse() == Ok(port),
-            None => *entry == host && (port == 443 || port == 80),
-        });
+    let allowed = sandbox.network_egress.iter().any(|entry| {
+        // Entries are canonicalised like the host, so `Connect.1Password.com.` in a
+        // contract means what its author meant; an entry that does not canonicalise
+        // matches nothing.
+        let (name, ports) = match entry.rsplit_once(':') {
+            Some((name, p)) => (name, p.parse::<u16>().ok().map(|p| [p, p])),
+            None => (entry.as_str(), Some([443, 80])),
+        };
+        ports.is_some_and(|ports| ports.contains(&port))
+            && canonical_host(name).is_ok_and(|name| name == host)
+    });
     if allowed {
         Decision::Allow {
             rule: "network_egress".into(),
@@ -184,7 +188,9 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 /// carries a zone id — refused rather than resolved as a name.
 pub fn parse_ip_literal(host: &str) -> Option<Result<IpAddr, String>> {
     if let Some(inner) = host.strip_prefix('[') {
-        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        let Some(inner) = inner.strip_suffix(']') else {
+            return Some(Err(format!("unterminated IPv6 literal {host:?}")));
+        };
         if inner.contains('%') {
             return Some(Err("IPv6 zone ids are not allowed".into()));
         }

@@ -185,11 +185,26 @@ pub struct BodyFacts {
 #[error("cannot inspect the request body: {0}")]
 pub struct BodyError(pub String);
 
+/// The largest write body [`inspect_body`] reads. The proxy's own `max_body_bytes` (4 MiB by
+/// default) normally refuses earlier; this ceiling keeps the evaluator bounded on its own,
+/// e.g. when the verifier or `explain` is handed a file.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
 /// Reads the vault and category a create/update body (FullItem) or a PATCH body (JSON Patch
 /// array) would set, so they are checked like the path's. Bodies of other operations are
-/// ignored.
+/// ignored. Unparseable, duplicate-keyed or oversized bodies are errors (the proxy denies).
 pub fn inspect_body(op: Operation, body: &[u8]) -> Result<BodyFacts, BodyError> {
     let bad = |m: &str| BodyError(m.to_owned());
+    if body.len() > MAX_BODY_BYTES
+        && matches!(
+            op,
+            Operation::CreateItem | Operation::UpdateItem | Operation::PatchItem
+        )
+    {
+        return Err(BodyError(format!(
+            "the body is larger than {MAX_BODY_BYTES} bytes"
+        )));
+    }
     match op {
         Operation::CreateItem | Operation::UpdateItem => {
             let value =
@@ -218,25 +233,38 @@ pub fn inspect_body(op: Operation, body: &[u8]) -> Result<BodyFacts, BodyError> 
                     .and_then(|v| v.as_str())
                     .ok_or_else(|| bad("a patch needs a path"))?;
                 let value = patch.get("value");
-                match (path, value) {
-                    ("/" | "", Some(whole)) => {
+                let target = sensitive_path(path)?;
+                match (target, kind, value) {
+                    (None, ..) => {}
+                    (Some(_), "remove", _) | (Some(_), _, None) => {
+                        return Err(bad(
+                            "removing the item, its category or its vault is not allowed",
+                        ));
+                    }
+                    (Some(Sensitive::Whole), _, Some(whole)) => {
                         let whole = item_facts(whole)?;
-                        facts.vault = whole.vault.or(facts.vault);
-                        facts.category = whole.category.or(facts.category);
+                        if let Some(v) = whole.vault {
+                            set_once(&mut facts.vault, v, "vault")?;
+                        }
+                        if let Some(c) = whole.category {
+                            set_once(&mut facts.category, c, "category")?;
+                        }
                     }
-                    ("/category", Some(v)) => facts.category = Some(category_of(v)?),
-                    ("/vault", Some(v)) => facts.vault = vault_of(v)?,
-                    ("/vault/id", Some(v)) => {
-                        facts.vault = Some(
-                            v.as_str()
-                                .ok_or_else(|| bad("vault id must be a string"))?
-                                .to_owned(),
-                        );
+                    (Some(Sensitive::Category), _, Some(v)) => {
+                        set_once(&mut facts.category, category_of(v)?, "category")?;
                     }
-                    ("/category" | "/vault" | "/vault/id", None) => {
-                        return Err(bad("removing the category or vault is not allowed"));
+                    (Some(Sensitive::Vault), _, Some(v)) => {
+                        if let Some(id) = vault_of(v)? {
+                            set_once(&mut facts.vault, id, "vault")?;
+                        }
                     }
-                    _ => {}
+                    (Some(Sensitive::VaultId), _, Some(v)) => {
+                        let id = v
+                            .as_str()
+                            .ok_or_else(|| bad("vault id must be a string"))?
+                            .to_owned();
+                        set_once(&mut facts.vault, id, "vault")?;
+                    }
                 }
             }
             Ok(facts)
@@ -245,16 +273,82 @@ pub fn inspect_body(op: Operation, body: &[u8]) -> Result<BodyFacts, BodyError> 
     }
 }
 
+/// The PATCH paths that change what the evaluator checks.
+#[derive(Clone, Copy)]
+enum Sensitive {
+    Whole,
+    Category,
+    Vault,
+    VaultId,
+}
+
+/// Which sensitive member a PATCH path names. Connect is written in Go, whose JSON decoding
+/// matches member names without regard to ASCII case, so `/Category` is refused rather than
+/// read two ways.
+fn sensitive_path(path: &str) -> Result<Option<Sensitive>, BodyError> {
+    let exact = match path {
+        "" | "/" => Some(Sensitive::Whole),
+        "/category" => Some(Sensitive::Category),
+        "/vault" => Some(Sensitive::Vault),
+        "/vault/id" => Some(Sensitive::VaultId),
+        _ => None,
+    };
+    if exact.is_none()
+        && ["/category", "/vault", "/vault/id"]
+            .iter()
+            .any(|s| path.eq_ignore_ascii_case(s))
+    {
+        return Err(BodyError(format!(
+            "patch path {path:?} differs from a checked member only in case"
+        )));
+    }
+    Ok(exact)
+}
+
+/// Records a value a body sets; setting the same member twice to different values is refused,
+/// since which one wins would depend on how the server applies the body.
+fn set_once<T: PartialEq>(slot: &mut Option<T>, value: T, what: &str) -> Result<(), BodyError> {
+    match slot {
+        Some(seen) if *seen != value => Err(BodyError(format!(
+            "the body sets the {what} twice to different values"
+        ))),
+        _ => {
+            *slot = Some(value);
+            Ok(())
+        }
+    }
+}
+
+/// The one member of `object` named `name`, refusing spellings that differ only in ASCII
+/// case (Go's `encoding/json` would read `"CATEGORY"` as `category`, and the last one wins).
+fn member<'a>(
+    object: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<&'a serde_json::Value>, BodyError> {
+    let mut found = None;
+    for (key, value) in object {
+        if key.eq_ignore_ascii_case(name) {
+            if key != name {
+                return Err(BodyError(format!(
+                    "member {key:?} differs from {name:?} only in case"
+                )));
+            }
+            found = Some(value);
+        }
+    }
+    Ok(found)
+}
+
 fn item_facts(value: &serde_json::Value) -> Result<BodyFacts, BodyError> {
     let object = value
         .as_object()
         .ok_or_else(|| BodyError("an item body must be a JSON object".into()))?;
     Ok(BodyFacts {
-        vault: match object.get("vault") {
+        vault: match member(object, "vault")? {
             Some(v) => vault_of(v)?,
             None => None,
         },
-        category: object.get("category").map(category_of).transpose()?,
+        category: member(object, "category")?.map(category_of).transpose()?,
     })
 }
 
@@ -266,7 +360,10 @@ fn category_of(value: &serde_json::Value) -> Result<Category, BodyError> {
 }
 
 fn vault_of(value: &serde_json::Value) -> Result<Option<String>, BodyError> {
-    match value.get("id") {
+    let object = value
+        .as_object()
+        .ok_or_else(|| BodyError("vault must be an object".into()))?;
+    match member(object, "id")? {
         Some(id) => Ok(Some(
             id.as_str()
                 .ok_or_else(|| BodyError("vault id must be a string".into()))?

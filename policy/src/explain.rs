@@ -19,7 +19,13 @@ pub struct Question<'a> {
     pub body: Option<&'a [u8]>,
     /// The vault's name, when the contract lists vaults by name (the proxy resolves it).
     pub vault_name: Option<&'a str>,
+    /// Hosts that get request-level rules (the proxy's configured upstreams, e.g.
+    /// [`DEFAULT_UPSTREAM`]); other hosts in `network_egress` are tunnelled opaquely.
+    pub upstreams: &'a [String],
 }
+
+/// The Connect host agents name (`OP_CONNECT_HOST`), the usual configured upstream.
+pub const DEFAULT_UPSTREAM: &str = "connect.1password.com";
 
 /// The answer.
 #[derive(Clone, Debug, Serialize)]
@@ -42,6 +48,10 @@ pub struct Explanation {
     pub item: Option<String>,
     /// Plain sentences: the reason and what it means.
     pub why: Vec<String>,
+    /// What the answer takes for granted that only the live proxy can know (the name of the
+    /// vault an id stands for), when no `vault_name` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assumes: Option<String>,
 }
 
 /// Explains what the proxy would do with `question` under `contract`.
@@ -56,11 +66,41 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
         vault: None,
         item: None,
         why: Vec::new(),
+        assumes: None,
     };
+    if let Some(Ok(ip)) = egress::parse_ip_literal(&host) {
+        let class = egress::classify_ip(ip);
+        if !class.is_public() {
+            out.rule = "network_egress".into();
+            out.why.push(format!(
+                "{host} is a {class} address: the proxy never dials one for an agent, whatever \
+                 the contract lists"
+            ));
+            return Ok(out);
+        }
+    }
     if let Decision::Deny { rule, reason } = egress::check_egress(&contract.sandbox, &host, port) {
         out.rule = rule;
         out.why.push(format!(
             "{reason}: the agent may not reach this host at all ({scheme} to {host}:{port})"
+        ));
+        return Ok(out);
+    }
+    let canonical = egress::canonical_host(&host).unwrap_or_else(|_| host.clone());
+    if !question
+        .upstreams
+        .iter()
+        .any(|u| egress::canonical_host(u).is_ok_and(|u| u == canonical))
+    {
+        out.decision = "allow";
+        out.rule = "network_egress".into();
+        out.operation = "tunnel".into();
+        out.why.push(format!(
+            "{canonical}:{port} is in network_egress and is not a configured upstream, so the \
+             proxy passes the traffic through without seeing requests (receipts record the \
+             tunnel's open and close, bytes each way); operation, vault and category rules \
+             apply only to {}",
+            question.upstreams.join(", ")
         ));
         return Ok(out);
     }
@@ -99,9 +139,30 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
             }
         }
     }
-    let vault = classified.vault.as_ref().map(|id| VaultRef {
-        id: id.clone(),
-        name: question.vault_name.map(str::to_owned),
+    let vault = classified.vault.as_ref().map(|id| {
+        let mut name = question.vault_name.map(str::to_owned);
+        let listed_by_id = contract.tool_scope.allowed_vaults.contains(id);
+        if name.is_none() && !listed_by_id {
+            // The proxy asks Connect which name this id has; a dry run cannot. Assume it is
+            // the first listed name and say so, rather than deny what the proxy would allow.
+            if let Some(first) = contract
+                .tool_scope
+                .allowed_vaults
+                .iter()
+                .find(|v| !looks_like_vault_id(v))
+            {
+                out.assumes = Some(format!(
+                    "vault {id} is the vault named {first}: the contract lists vaults by name \
+                     and the proxy looks the id up in Connect (pass --vault-name to check a \
+                     real name)"
+                ));
+                name = Some(first.clone());
+            }
+        }
+        VaultRef {
+            id: id.clone(),
+            name,
+        }
     });
     let decision = evaluate::evaluate(
         contract,
@@ -119,6 +180,18 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
             out.decision = "allow";
             out.why
                 .push(format!("operation {op} is allowed in this vault"));
+            if question.body.is_none()
+                && matches!(
+                    op,
+                    Operation::CreateItem | Operation::UpdateItem | Operation::PatchItem
+                )
+            {
+                out.why.push(
+                    "the proxy also checks the category in the request body; pass --body FILE \
+                     to check it here"
+                        .into(),
+                );
+            }
             if matches!(op, Operation::ReadItem | Operation::ListItems)
                 || op == Operation::ListFiles
             {
@@ -158,14 +231,20 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
             }
             if rule == "allowed_vaults" && question.vault_name.is_none() {
                 out.why.push(
-                    "the contract may list vaults by name, which the proxy resolves through \
-                     Connect; pass --vault-name to check by name"
-                        .into(),
+                    "the contract lists vaults by id only, and this id is not one of them".into(),
                 );
             }
         }
     }
     Ok(out)
+}
+
+/// A Connect vault id: 26 lower-case letters and digits. Anything else in `allowed_vaults`
+/// is a name.
+fn looks_like_vault_id(v: &str) -> bool {
+    v.len() == 26
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// `scheme://host[:port]/target` → parts; the target keeps path and query.
@@ -183,12 +262,32 @@ fn split_url(url: &str) -> Result<(String, String, u16, String), String> {
     if authority.contains('@') {
         return Err("userinfo in the URL is not allowed".into());
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            (h, p.parse().map_err(|_| format!("bad port {p:?}"))?)
+    let port_of = |p: &str| p.parse::<u16>().map_err(|_| format!("bad port {p:?}"));
+    let (host, port) = if authority.starts_with('[') {
+        // [v6]:port — the colons inside the brackets are the address's own.
+        let end = authority
+            .find(']')
+            .ok_or_else(|| format!("unclosed IPv6 literal in {url:?}"))?;
+        let (host, rest) = authority.split_at(end + 1);
+        match rest {
+            "" => (host, default),
+            _ => match rest.strip_prefix(':') {
+                Some(p) => (host, port_of(p)?),
+                None => return Err(format!("junk after the IPv6 literal in {url:?}")),
+            },
         }
-        _ => (authority, default),
+    } else {
+        match authority.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                return Err(format!("IPv6 literals need brackets in {url:?}"));
+            }
+            Some((h, p)) => (h, port_of(p)?),
+            None => (authority, default),
+        }
     };
+    if host.is_empty() {
+        return Err(format!("no host in {url:?}"));
+    }
     let target = if target.starts_with('/') {
         target.to_owned()
     } else {
@@ -215,6 +314,7 @@ mod tests {
                 url,
                 body: None,
                 vault_name: Some("vault_agent_secrets_prod"),
+                upstreams: &[DEFAULT_UPSTREAM.to_owned()],
             },
         )
         .unwrap()
@@ -273,14 +373,108 @@ mod tests {
             "ftp://x/",
             "http://u@connect.1password.com/",
             "http://h:99999/",
+            "http://[::1/",
+            "http://[::1]x/",
+            "http://::1/",
+            "http:///v1/vaults",
         ] {
             let q = Question {
                 method: "GET",
                 url,
                 body: None,
                 vault_name: None,
+                upstreams: &[],
             };
             assert!(explain(&doc, &q).is_err(), "{url}");
         }
+    }
+
+    #[test]
+    fn hosts_without_request_rules_are_tunnelled_and_private_literals_refused() {
+        let e = ask("GET", "https://api.1password.com/api/v1/whatever");
+        assert_eq!(
+            (e.decision, e.rule.as_str(), e.operation.as_str()),
+            ("allow", "network_egress", "tunnel")
+        );
+        assert!(
+            e.why[0].contains("not a configured upstream"),
+            "{:?}",
+            e.why
+        );
+        // The same host as a configured upstream gets request-level rules.
+        let doc = Contract::from_slice(SEED).unwrap().document().clone();
+        let e = explain(
+            &doc,
+            &Question {
+                method: "GET",
+                url: "https://api.1password.com/v1/vaults",
+                body: None,
+                vault_name: None,
+                upstreams: &["API.1password.com.".to_owned()],
+            },
+        )
+        .unwrap();
+        assert_eq!((e.decision, e.operation.as_str()), ("deny", "list_vaults"));
+        for url in [
+            "http://127.0.0.1/v1/vaults",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::ffff:10.0.0.1]/",
+        ] {
+            let e = ask("GET", url);
+            assert_eq!(
+                (e.decision, e.rule.as_str()),
+                ("deny", "network_egress"),
+                "{url}"
+            );
+            assert!(e.why[0].contains("address"), "{url}: {:?}", e.why);
+        }
+    }
+
+    #[test]
+    fn a_vault_id_without_its_name_is_assumed_and_said() {
+        let doc = Contract::from_slice(SEED).unwrap().document().clone();
+        let ask = |vault_name| {
+            explain(
+                &doc,
+                &Question {
+                    method: "GET",
+                    url: &format!("https://connect.1password.com/v1/vaults/{VID}/items/{IID}"),
+                    body: None,
+                    vault_name,
+                    upstreams: &[DEFAULT_UPSTREAM.to_owned()],
+                },
+            )
+            .unwrap()
+        };
+        let e = ask(None);
+        assert_eq!(
+            (e.decision, e.rule.as_str()),
+            ("allow", "allowed_operations")
+        );
+        assert!(
+            e.assumes
+                .as_deref()
+                .is_some_and(|a| a.contains("vault_agent_secrets_prod")),
+            "{e:?}"
+        );
+        // A real name that is not listed is denied, with no assumption.
+        let e = ask(Some("vault_other"));
+        assert_eq!((e.decision, e.rule.as_str()), ("deny", "allowed_vaults"));
+        assert!(e.assumes.is_none());
+        // A contract listing ids only: an unlisted id is denied outright.
+        let mut by_id = doc.clone();
+        by_id.tool_scope.allowed_vaults = vec!["o7h3rv4u1tv4u1tv4u1tv4u1tv".into()];
+        let e = explain(
+            &by_id,
+            &Question {
+                method: "GET",
+                url: &format!("https://connect.1password.com/v1/vaults/{VID}/items/{IID}"),
+                body: None,
+                vault_name: None,
+                upstreams: &[DEFAULT_UPSTREAM.to_owned()],
+            },
+        )
+        .unwrap();
+        assert_eq!((e.decision, e.rule.as_str()), ("deny", "allowed_vaults"));
     }
 }

@@ -5,13 +5,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use claw_policy::contract::{Category, Contract, ContractError, Operation, Violation};
-use claw_policy::datadir::DataDir;
-use claw_policy::envelope::Envelope;
-use claw_policy::explain::{Question, explain};
+use claw_policy::datadir::{self, DataDir};
+use claw_policy::envelope::{Envelope, EnvelopeError};
+use claw_policy::explain::{self, Question};
 use claw_policy::keys::{self, Purpose};
-use claw_policy::registry::Registry;
+use claw_policy::registry::{Registry, RegistryError};
 use claw_policy::trust::TrustStore;
+
+// The crate root is not a mod.rs, so the module dir is named explicitly.
+#[path = "clawcontrols/input.rs"]
+mod input;
+
+use input::{Check, InputError, load_any, load_file};
 
 /// Write, validate, hash, sign, version, diff and explain Work Policy Contracts.
 ///
@@ -34,20 +39,35 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check contract files: schema, duplicate keys, unknown fields, semantics.
+    /// Check contract files: syntax, duplicate keys, schema, unknown fields, semantics.
+    ///
+    /// Each FILE is checked and reported; a problem is printed as FILE: POINTER: what (fix: how).
+    /// A signed envelope ({"wpc","hash","signatures"}) is checked too: hash and signatures
+    /// against the data dir's trust.json.
     ///
     /// Example: clawcontrols validate examples/policies/*.json
+    ///
+    /// Exit codes: 0 every file valid, 2 any file invalid or unreadable.
+    #[command(verbatim_doc_comment)]
     Validate {
-        /// Contract files.
+        /// Contract files (bare contracts or signed envelopes).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Machine-readable output.
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Machine-readable output: one {file, valid, hash | errors} per file.
         #[arg(long)]
         json: bool,
     },
     /// Print a contract's hash: blake3 of its RFC 8785 canonical form.
     ///
+    /// Key order and whitespace do not change it. For a signed envelope, the hash of the
+    /// document inside (after checking the envelope's stated hash matches).
+    ///
     /// Example: clawcontrols hash examples/policies/1password-readonly-agent.json
+    ///
+    /// Exit codes: 0 printed, 2 invalid file.
+    #[command(verbatim_doc_comment)]
     Hash {
         /// A contract file.
         file: PathBuf,
@@ -57,54 +77,80 @@ enum Command {
     },
     /// Validate, sign with the data dir's policy key, store, and make active. Prints the hash.
     ///
-    /// Example: clawcontrols publish my-contract.json --data-dir .claw
+    /// A bare contract is signed with DATA_DIR/keys/policy.pem; a signed envelope is stored as
+    /// it is if a trusted policy key signed it. Nothing is written unless every check passes.
+    ///
+    /// Example: clawcontrols publish examples/policies/1password-read-by-title.json --data-dir .claw
+    ///
+    /// Exit codes: 0 published (or already active), 2 invalid file, missing or untrusted key.
+    #[command(verbatim_doc_comment)]
     Publish {
-        /// A contract file.
+        /// A contract file or signed envelope.
         file: PathBuf,
         #[command(flatten)]
         data: DataDirArg,
-        /// Machine-readable output.
+        /// Machine-readable output: {name, version, hash, changed}.
         #[arg(long)]
         json: bool,
     },
     /// List published contracts with their versions and the active one.
+    ///
+    /// Example: clawcontrols list --data-dir .claw --json
+    ///
+    /// Exit codes: 0 listed, 2 unreadable registry.
+    #[command(verbatim_doc_comment)]
     List {
         #[command(flatten)]
         data: DataDirArg,
-        /// Machine-readable output.
+        /// Machine-readable output: {name: {active, versions: [...]}}.
         #[arg(long)]
         json: bool,
     },
     /// Show a published contract by name (its active version) or hash.
     ///
     /// Example: clawcontrols show 1password-readonly-agent
+    ///          clawcontrols show blake3:3dc0… --json
+    ///
+    /// Exit codes: 0 shown, 2 unknown name or hash.
+    #[command(verbatim_doc_comment)]
     Show {
         /// Name or blake3:… hash.
         policy: String,
         #[command(flatten)]
         data: DataDirArg,
-        /// Machine-readable output (the signed envelope).
+        /// Machine-readable output: the signed envelope.
         #[arg(long)]
         json: bool,
     },
-    /// What B allows or denies in addition to A (files, names or hashes).
+    /// What B allows or denies in addition to A, per operation, vault, category, host and TTL.
     ///
-    /// Example: clawcontrols diff 1password-readonly-agent examples/policies/1password-writer.json
+    /// A and B are files, registry names or hashes. "+" lines widen what the agent may do,
+    /// "-" lines narrow it. Operations also in deny_operations do not count as allowed.
+    ///
+    /// Example: clawcontrols diff examples/policies/1password-readonly-agent.json \
+    ///              examples/policies/1password-read-by-title.json
+    ///          clawcontrols diff blake3:3dc0… 1password-readonly-agent
+    ///
+    /// Exit codes: 0 compared (with or without changes), 2 invalid or unknown contract.
+    #[command(verbatim_doc_comment)]
     Diff {
-        /// The old contract.
+        /// The old contract: file, name or hash.
         a: String,
-        /// The new contract.
+        /// The new contract: file, name or hash.
         b: String,
         #[command(flatten)]
         data: DataDirArg,
-        /// Machine-readable output.
+        /// Machine-readable output: [{direction: widens|narrows, what, value}].
         #[arg(long)]
         json: bool,
     },
-    /// Dry-run one request: operation, decision, the rule, and why. Exit 0 allow, 1 deny.
+    /// Dry-run one request: operation, decision, the rule, and why.
     ///
-    /// Example: clawcontrols explain --policy 1password-readonly-agent --method DELETE \
-    ///     --url https://connect.1password.com/v1/vaults/V/items/I
+    /// Example: clawcontrols explain --policy 1password-readonly-agent --method GET \
+    ///              --url 'https://connect.1password.com/v1/vaults/V/items?filter=title%20eq%20%22db%22'
+    ///          → deny: read by title is a list_items call, which this contract does not allow
+    ///
+    /// Exit codes: 0 allowed, 1 denied, 2 usage error (bad URL, unknown contract).
     #[command(verbatim_doc_comment)]
     Explain {
         /// Contract name, hash, or file.
@@ -116,26 +162,42 @@ enum Command {
         /// Full URL the agent would request.
         #[arg(long)]
         url: String,
-        /// Request body file (for create, update, patch).
+        /// Request body file (for create, update, patch): its category is checked.
         #[arg(long)]
         body: Option<PathBuf>,
         /// The vault's name, when the contract lists vaults by name.
         #[arg(long)]
         vault_name: Option<String>,
+        /// A host with request-level rules (a configured upstream in clawproxy.toml); other
+        /// allowed hosts are tunnelled. Repeat for several.
+        #[arg(long = "upstream", value_name = "HOST", default_value = explain::DEFAULT_UPSTREAM)]
+        upstreams: Vec<String>,
         #[command(flatten)]
         data: DataDirArg,
-        /// Machine-readable output.
+        /// Machine-readable output: {decision, rule, operation, host, port, vault, item, why}.
         #[arg(long)]
         json: bool,
     },
-    /// Serve the registry read-only over HTTP (GET /v1/contracts, /v1/contracts/{hash},
-    /// /v1/contracts/by-name/{name}).
+    /// Serve the registry read-only over HTTP (axum).
+    ///
+    /// GET /v1/contracts                  names, versions, active hash
+    /// GET /v1/contracts/{hash}           the signed envelope
+    /// GET /v1/contracts/by-name/{name}   the active envelope of a name
+    /// Unknown names or hashes: 404 {"status":404,"message":…}. Loopback addresses only.
+    ///
+    /// Example: clawcontrols serve --listen 127.0.0.1:8181 --data-dir .claw
+    ///
+    /// Exit codes: 0 stopped, 2 cannot listen (address in use, not loopback).
+    #[command(verbatim_doc_comment)]
     Serve {
-        /// Address to listen on.
+        /// Address to listen on (a loopback address).
         #[arg(long, default_value = "127.0.0.1:8181")]
-        listen: String,
+        listen: std::net::SocketAddr,
         #[command(flatten)]
         data: DataDirArg,
+        /// Print the bound address as {"listen": "ADDR"} on stdout once listening.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -145,18 +207,6 @@ struct DataDirArg {
     #[arg(long, env = "CLAW_HOME", default_value = ".claw")]
     data_dir: PathBuf,
 }
-
-/// An input problem: exit code 2 after printing.
-#[derive(Debug)]
-struct InputError(String);
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for InputError {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -171,51 +221,22 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { files, json } => validate(&files, json),
+        Command::Validate { files, data, json } => {
+            validate(&files, &DataDir::new(&data.data_dir), json)
+        }
         Command::Hash { file, json } => {
-            let contract = load_file(&file)?;
+            // Hashing needs no keys: an envelope's signatures are not looked at, only its hash.
+            let loaded = load_file(&file, &DataDir::new(datadir::DEFAULT), Check::Hash)?;
+            let hash = loaded.contract.hash();
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "file": file, "hash": contract.hash() })
-                );
+                println!("{}", serde_json::json!({ "file": file, "hash": hash }));
             } else {
-                println!("{}", contract.hash());
+                println!("{hash}");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Publish { file, data, json } => {
-            let contract = load_file(&file)?;
-            let dir = DataDir::new(&data.data_dir);
-            let key =
-                keys::read_signing_key(&dir.signing_key(Purpose::Policy)).with_context(|| {
-                    format!(
-                        "reading the policy key (run `clawproxy init --data-dir {}` first)",
-                        dir.root().display()
-                    )
-                })?;
-            let trust = TrustStore::load(&dir.trust())?;
-            let published =
-                Registry::new(dir.policies()).publish(&Envelope::sign(&contract, &key), &trust)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "name": published.name, "version": published.version,
-                        "hash": published.hash, "changed": published.changed })
-                );
-            } else {
-                println!("{}", published.hash);
-                let note = if published.changed {
-                    "published"
-                } else {
-                    "already active"
-                };
-                eprintln!(
-                    "{} v{} {note} and active",
-                    published.name, published.version
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            publish(&file, &DataDir::new(&data.data_dir), json)
         }
         Command::List { data, json } => {
             let index = Registry::new(DataDir::new(&data.data_dir).policies()).index()?;
@@ -290,6 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             url,
             body,
             vault_name,
+            upstreams,
             data,
             json,
         } => {
@@ -305,8 +327,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 url: &url,
                 body: body.as_deref(),
                 vault_name: vault_name.as_deref(),
+                upstreams: &upstreams,
             };
-            let answer = explain(contract.document(), &question).map_err(InputError)?;
+            let answer =
+                explain::explain(contract.document(), &question).map_err(InputError::Plain)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
@@ -315,6 +339,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     method, url, answer.decision, answer.rule
                 );
                 println!("operation: {}", answer.operation);
+                if let Some(assumes) = &answer.assumes {
+                    println!("assumes: {assumes}");
+                }
                 for line in &answer.why {
                     println!("why: {line}");
                 }
@@ -325,17 +352,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Serve { listen, data } => {
+        Command::Serve { listen, data, json } => {
+            if !listen.ip().is_loopback() {
+                return Err(InputError::Plain(format!(
+                    "--listen {listen}: the registry API binds loopback addresses only \
+                     (fix: use 127.0.0.1:PORT or [::1]:PORT)"
+                ))
+                .into());
+            }
             let registry = Registry::new(DataDir::new(&data.data_dir).policies());
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&listen)
+                let listener = tokio::net::TcpListener::bind(listen)
                     .await
-                    .with_context(|| format!("binding {listen}"))?;
-                eprintln!(
-                    "clawcontrols: serving the registry on http://{}",
-                    listener.local_addr()?
-                );
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let bound = listener.local_addr()?;
+                if json {
+                    println!("{}", serde_json::json!({ "listen": bound.to_string() }));
+                } else {
+                    eprintln!("clawcontrols: serving the registry on http://{bound}");
+                }
                 axum::serve(listener, claw_policy::registry_api::router(registry)).await?;
                 anyhow::Ok(())
             })?;
@@ -344,20 +380,83 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Checks, signs (a bare contract) and stores; the registry writes atomically under a lock.
+fn publish(file: &Path, dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = load_file(file, dir, Check::Signatures)?;
+    let trust = TrustStore::load(&dir.trust()).with_context(|| {
+        format!(
+            "reading {} (run `clawproxy init --data-dir {}` first)",
+            dir.trust().display(),
+            dir.root().display()
+        )
+    })?;
+    let envelope = match loaded.envelope {
+        Some(envelope) => envelope,
+        None => {
+            let key =
+                keys::read_signing_key(&dir.signing_key(Purpose::Policy)).with_context(|| {
+                    format!(
+                        "reading the policy key (run `clawproxy init --data-dir {}` first)",
+                        dir.root().display()
+                    )
+                })?;
+            Envelope::sign(&loaded.contract, &key)
+        }
+    };
+    let published = Registry::new(dir.policies())
+        .publish(&envelope, &trust)
+        .map_err(|error| match error {
+            RegistryError::Envelope(EnvelopeError::Untrusted { kids }) => {
+                InputError::Plain(format!(
+                    "{}: signed by {kids}, which {} does not trust as a policy key (fix: the data \
+                 dir's keys/policy.pem must match its trust.json; run `clawproxy init --force` \
+                 or add the key)",
+                    file.display(),
+                    dir.trust().display()
+                ))
+                .into()
+            }
+            other => anyhow::Error::from(other),
+        })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "name": published.name, "version": published.version,
+                "hash": published.hash, "changed": published.changed })
+        );
+    } else {
+        println!("{}", published.hash);
+        let note = if published.changed {
+            "published"
+        } else {
+            "was already published"
+        };
+        eprintln!("{} v{} {note}; active", published.name, published.version);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Validates every file, reporting each; exit 2 if any is invalid.
-fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+fn validate(files: &[PathBuf], dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     let mut report = Vec::new();
     for file in files {
-        match load_file(file) {
-            Ok(contract) => {
+        match load_file(file, dir, Check::Signatures) {
+            Ok(loaded) => {
+                let contract = &loaded.contract;
+                let kind = if loaded.envelope.is_some() {
+                    "signed envelope"
+                } else {
+                    "contract"
+                };
                 if json {
                     report.push(
-                        serde_json::json!({ "file": file, "valid": true, "hash": contract.hash() }),
+                        serde_json::json!({ "file": file, "valid": true, "kind": kind,
+                        "name": contract.name(), "hash": contract.hash() }),
                     );
                 } else {
                     println!(
-                        "{}: valid ({}, {})",
+                        "{}: valid {kind} ({}, {})",
                         file.display(),
                         contract.name(),
                         contract.hash()
@@ -367,7 +466,14 @@ fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
             Err(error) => {
                 ok = false;
                 if json {
-                    report.push(serde_json::json!({ "file": file, "valid": false, "error": format!("{error:#}") }));
+                    let errors = match error.downcast_ref::<InputError>() {
+                        Some(InputError::Located(problems)) => serde_json::to_value(problems)?,
+                        _ => serde_json::json!([{ "file": file, "pointer": "/",
+                            "message": format!("{error:#}") }]),
+                    };
+                    report.push(
+                        serde_json::json!({ "file": file, "valid": false, "errors": errors }),
+                    );
                 } else {
                     eprintln!("{error:#}");
                 }
@@ -382,63 +488,4 @@ fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
-}
-
-/// Reads and checks a contract file; errors name the file, the pointer and the fix.
-fn load_file(path: &Path) -> anyhow::Result<Contract> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Contract::from_slice(&bytes).map_err(|error| {
-        let text = match &error {
-            ContractError::Invalid(violations) => violations
-                .iter()
-                .map(|v| format!("{}: {v}{}", path.display(), hint(v)))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            other => format!(
-                "{}: {other} (fix the JSON syntax; each key may appear once)",
-                path.display()
-            ),
-        };
-        InputError(text).into()
-    })
-}
-
-/// A file, a registry name or a hash.
-fn load_any(what: &str, dir: &DataDir) -> anyhow::Result<Contract> {
-    let path = Path::new(what);
-    if path.is_file() {
-        return load_file(path);
-    }
-    let registry = Registry::new(dir.policies());
-    let trust = TrustStore::load(&dir.trust())
-        .with_context(|| format!("{what:?} is not a file; looking it up needs a data dir"))?;
-    Ok(registry.load(what, &trust)?.0)
-}
-
-/// The fix for a violation, when there is an obvious one.
-fn hint(v: &Violation) -> String {
-    let m = &v.message;
-    let p = &v.pointer;
-    if p.contains("operations") && m.contains("is not one of") {
-        let ops: Vec<&str> = Operation::ALL.iter().map(|o| o.as_str()).collect();
-        format!(" (fix: use one of {})", ops.join(", "))
-    } else if p.contains("allowed_categories") && m.contains("is not one of") {
-        let cats: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
-        format!(
-            " (fix: use one of the 22 Connect categories: {})",
-            cats.join(", ")
-        )
-    } else if m.contains("Additional properties") || m.contains("unknown field") {
-        " (fix: remove the field; schemas/wpc.schema.json lists the allowed ones)".into()
-    } else if m.contains("[]")
-        || m.contains("fewer than")
-        || m.contains("minItems")
-        || m.contains("empty") && p.contains("allowed")
-    {
-        " (fix: list at least one value; an empty allow-list allows nothing)".into()
-    } else if p.ends_with("max_ttl_seconds") {
-        " (fix: a whole number of seconds from 1 to 86400)".into()
-    } else {
-        String::new()
-    }
 }

@@ -222,3 +222,110 @@ fn duplicate_query_parameters_are_ambiguous() {
         Err(ClassifyError::Query(_))
     ));
 }
+
+#[test]
+fn an_empty_filter_is_no_filter() {
+    // The JS SDK lists vaults with `GET /v1/vaults/?filter=`.
+    for target in [
+        "/v1/vaults/?filter=",
+        "/v1/vaults?filter",
+        "/v1/vaults?filter=+",
+    ] {
+        let c = classify("GET", target).unwrap_or_else(|e| panic!("{target}: {e}"));
+        assert_eq!(c.op, Op::Known(ListVaults), "{target}");
+        assert_eq!(c.filter, None, "{target}");
+        assert!(c.unknown_params.is_empty(), "{target}");
+    }
+}
+
+#[test]
+fn undocumented_query_parameters_are_kept_and_reported() {
+    let c = classify(
+        "GET",
+        &format!("/v1/vaults/{VID}/items/{IID}?reveal=1&inline_files=true"),
+    )
+    .unwrap();
+    assert_eq!(c.op, Op::Known(ReadItem));
+    assert_eq!(c.unknown_params, ["reveal", "inline_files"]);
+    assert_eq!(c.query.as_deref(), Some("reveal=1&inline_files=true"));
+
+    let c = classify(
+        "GET",
+        &format!("/v1/vaults/{VID}/items/{IID}/files?inline_files=true"),
+    )
+    .unwrap();
+    assert!(c.unknown_params.is_empty());
+    let c = classify("GET", "/v1/activity?limit=5&offset=10&sort=desc").unwrap();
+    assert_eq!(c.unknown_params, ["sort"]);
+}
+
+#[test]
+fn queries_are_re_encoded_one_way() {
+    // A title with `&` or `#` must be percent-encoded by the client; what the proxy forwards
+    // is the decoded-then-re-encoded query, so the upstream reads exactly what was checked.
+    let c = classify("GET", "/v1/vaults?filter=title%20eq%20%22a%26b%23c%22").unwrap();
+    assert_eq!(c.filter.unwrap().terms[0].value, "a&b#c");
+    assert_eq!(
+        c.query.as_deref(),
+        Some("filter=title%20eq%20%22a%26b%23c%22")
+    );
+    for bad in [
+        "/v1/vaults?filter=%",
+        "/v1/vaults?filter=%g0",
+        "/v1/vaults?x=%ff",
+    ] {
+        assert!(
+            matches!(classify("GET", bad), Err(ClassifyError::Query(_))),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        classify("GET", "/v1/vaults?filter=title%20eq%20%27x%27"),
+        Err(ClassifyError::Filter(_))
+    ));
+}
+
+/// Every path of up to four segments over an alphabet of troublesome pieces: whatever
+/// normalises at all normalises to a fixed point made only of safe bytes.
+#[test]
+fn normalisation_is_idempotent_on_generated_paths() {
+    let pieces = [
+        "", ".", "..", "a", "%2e", "%2E%2e", "%41", "~", "%7e", "b.c", "...", "%2e.", "x%20",
+        "%25", "%2f", ";", "%00", "%c0%ae",
+    ];
+    let mut checked = 0;
+    let mut refused = 0;
+    let n = pieces.len();
+    for len in 0..=4u32 {
+        for mut code in 0..n.pow(len) {
+            let mut raw = String::new();
+            for _ in 0..len {
+                raw.push('/');
+                raw.push_str(pieces[code % n]);
+                code /= n;
+            }
+            if raw.is_empty() {
+                raw.push('/');
+            }
+            match normalize_path(&raw) {
+                Ok(once) => {
+                    checked += 1;
+                    assert_eq!(normalize_path(&once).as_ref(), Ok(&once), "{raw}");
+                    assert!(once.starts_with('/'), "{raw} -> {once}");
+                    assert!(once == "/" || !once.ends_with('/'), "{raw} -> {once}");
+                    assert!(
+                        !once.contains("//") && !once.contains('%'),
+                        "{raw} -> {once}"
+                    );
+                    assert!(
+                        once.split('/').all(|s| s != "." && s != ".."),
+                        "{raw} -> {once}"
+                    );
+                }
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    // Both branches are exercised, so the property is not vacuous.
+    assert!(checked > 10_000 && refused > 10_000, "{checked} {refused}");
+}

@@ -10,6 +10,8 @@ fn sandbox() -> Sandbox {
         .sandbox
         .clone();
     sandbox.network_egress.push("api.github.com:8443".into());
+    sandbox.network_egress.push("Upload.Example.ORG.".into());
+    sandbox.network_egress.push("bad..example.org".into());
     sandbox
 }
 
@@ -31,6 +33,9 @@ fn hosts_match_exactly_with_the_right_ports() {
         ("api.github.com", 8443, true),
         ("api.github.com", 443, false),
         ("", 443, false),
+        ("upload.example.org", 80, true),
+        ("bad..example.org", 443, false),
+        ("api.github.com", 0, false),
     ];
     for (host, port, allow) in cases {
         let d = check_egress(&s, host, *port);
@@ -107,7 +112,13 @@ fn ip_literals_in_every_spelling() {
         ("0x", Some(Err(String::new()))),
         ("[fe80::1%25eth0]", Some(Err(String::new()))),
         ("[fe80::1%eth0]", Some(Err(String::new()))),
-        ("[::1", Some(Ok("::1".parse().unwrap()))),
+        ("[::1", Some(Err(String::new()))),
+        ("::1", Some(Ok("::1".parse().unwrap()))),
+        ("0x7f.0x0.0x0.0x1", loopback.clone()),
+        ("017700000001", loopback.clone()),
+        ("0", Some(Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))),
+        ("08.0.0.1", Some(Err(String::new()))),
+        ("4294967296", Some(Err(String::new()))),
     ];
     for (host, want) in cases {
         let got = parse_ip_literal(host);

@@ -266,6 +266,37 @@ fn uninspectable_bodies_are_errors() {
             br#"[{"op":"remove","path":"/category"}]"#,
         ),
         (Operation::PatchItem, br#"[{"path":"/title"}]"#),
+        // Go reads member names without regard to case: two spellings, two readings.
+        (
+            Operation::CreateItem,
+            br#"{"category":"LOGIN","CATEGORY":"SSH_KEY"}"#,
+        ),
+        (Operation::CreateItem, br#"{"Category":"SSH_KEY"}"#),
+        (Operation::UpdateItem, br#"{"Vault":{"id":"v"}}"#),
+        (Operation::UpdateItem, br#"{"vault":{"ID":"v"}}"#),
+        (Operation::UpdateItem, br#"{"vault":"v"}"#),
+        (
+            Operation::PatchItem,
+            br#"[{"op":"replace","path":"/Category","value":"SSH_KEY"}]"#,
+        ),
+        (
+            Operation::PatchItem,
+            br#"[{"op":"replace","path":"/VAULT/id","value":"v"}]"#,
+        ),
+        // Removing, with or without a value, and setting twice to different values.
+        (
+            Operation::PatchItem,
+            br#"[{"op":"remove","path":"/category","value":"LOGIN"}]"#,
+        ),
+        (Operation::PatchItem, br#"[{"op":"remove","path":"/"}]"#),
+        (
+            Operation::PatchItem,
+            br#"[{"op":"replace","path":"/category","value":"LOGIN"},{"op":"replace","path":"/","value":{"category":"SSH_KEY"}}]"#,
+        ),
+        (
+            Operation::PatchItem,
+            br#"[{"op":"replace","path":"/vault","value":{"id":"a"}},{"op":"replace","path":"/vault/id","value":"b"}]"#,
+        ),
     ] {
         assert!(
             inspect_body(op, body).is_err(),
@@ -273,4 +304,37 @@ fn uninspectable_bodies_are_errors() {
             String::from_utf8_lossy(body)
         );
     }
+}
+
+#[test]
+fn sdk_body_shapes_are_read() {
+    // The JS SDK's create body (connect-api.md §4).
+    let js = br#"{"title":"t","vault":{"id":"ytrfte14kw1uex5txaore1emkz"},"category":"API_CREDENTIAL","urls":[],"tags":[],"sections":[{"id":"Section_ab12","label":"s"}],"fields":[{"section":{"id":"Section_ab12"},"type":"CONCEALED","purpose":"","label":"key","value":"v","generate":true,"recipe":{"length":32,"characterSets":["LETTERS"]}}]}"#;
+    let facts = inspect_body(Operation::CreateItem, js).unwrap();
+    assert_eq!(facts.vault.as_deref(), Some(VID));
+    assert_eq!(facts.category, Some(Category::ApiCredential));
+    // A PUT echoes read-only fields; they are ignored.
+    let put = br#"{"id":"x4tpzrqojj2ahmv3w7nb6vu2pe","title":"t","vault":{"id":"ytrfte14kw1uex5txaore1emkz"},"category":"DATABASE","version":3,"createdAt":"2026-01-01T00:00:00Z","lastEditedBy":"U","fields":[]}"#;
+    let facts = inspect_body(Operation::UpdateItem, put).unwrap();
+    assert_eq!(facts.category, Some(Category::Database));
+    // Setting the same value twice is not ambiguous.
+    let patch = br#"[{"op":"replace","path":"/category","value":"LOGIN"},{"op":"replace","path":"/","value":{"category":"LOGIN"}}]"#;
+    assert_eq!(
+        inspect_body(Operation::PatchItem, patch).unwrap().category,
+        Some(Category::Login)
+    );
+    // Bodies of operations that carry none are not read at all.
+    assert_eq!(
+        inspect_body(Operation::ReadItem, b"garbage").unwrap(),
+        BodyFacts::default()
+    );
+}
+
+#[test]
+fn oversized_bodies_are_refused() {
+    let mut body = br#"{"category":"LOGIN","notes":""#.to_vec();
+    body.resize(MAX_BODY_BYTES + 1, b'a');
+    body.extend_from_slice(br#""}"#);
+    let err = inspect_body(Operation::CreateItem, &body).unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
 }

@@ -149,7 +149,11 @@ fn publish_without_a_trusted_key_writes_nothing() {
     std::fs::write(root.join("trust.json"), r#"{"version":1,"keys":[]}"#).unwrap();
     let out = clawcontrols(&["publish", s(&seed()), "--data-dir", s(&root)]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("trusted policy key"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not trust as a policy key"),
+        "{}",
+        out.stderr
+    );
     assert!(!root.join("policies/index.json").exists());
     // And with no data dir at all.
     let tmp = tempfile::tempdir().unwrap();
@@ -228,4 +232,259 @@ fn explain_gives_decision_rule_and_why() {
 
     let out = ask("GET", "not a url");
     assert_eq!(out.code, 2);
+}
+
+#[test]
+fn validate_reports_every_file_and_json_errors_are_structured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed_text = std::fs::read_to_string(seed()).unwrap();
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        seed_text.replace(
+            "\"job_scoped\": true",
+            "\"job_scoped\": true, \"colour\": 1",
+        ),
+    )
+    .unwrap();
+    let worse = tmp.path().join("worse.json");
+    std::fs::write(
+        &worse,
+        seed_text
+            .replace("900", "0")
+            .replace("\"DATABASE\"", "\"DB\""),
+    )
+    .unwrap();
+    let out = clawcontrols(&["validate", s(&bad), s(&seed()), s(&worse)]);
+    assert_eq!(out.code, 2);
+    assert!(out.stdout.contains("1password-readonly-agent.json: valid"));
+    assert!(
+        out.stderr.contains(
+            "bad.json: /cst_constraints: Additional properties are not allowed ('colour' was \
+             unexpected) (fix: remove it; the fields allowed here are job_scoped, \
+             max_ttl_seconds, policy_hash_pin)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("worse.json: /cst_constraints/max_ttl_seconds")
+    );
+    assert!(
+        out.stderr
+            .contains("worse.json: /tool_scope/allowed_categories/1")
+    );
+
+    let out = clawcontrols(&["validate", "--json", s(&bad), s(&seed()), s(&worse)]);
+    assert_eq!(out.code, 2);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = report.as_array().unwrap();
+    assert_eq!(report.len(), 3);
+    assert_eq!(report[0]["valid"], false);
+    assert_eq!(report[0]["errors"][0]["pointer"], "/cst_constraints");
+    assert!(
+        report[0]["errors"][0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("max_ttl_seconds")
+    );
+    assert_eq!(report[1]["valid"], true);
+    assert_eq!(report[2]["errors"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example_and_exit_codes() {
+    for command in [
+        "validate", "hash", "publish", "list", "show", "diff", "explain", "serve",
+    ] {
+        let out = clawcontrols(&[command, "--help"]);
+        assert_eq!(out.code, 0, "{command}");
+        assert!(out.stdout.contains("Example"), "{command}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("Exit codes"),
+            "{command}: {}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("--json"), "{command}: {}", out.stdout);
+    }
+    let out = clawcontrols(&["frobnicate"]);
+    assert_eq!(out.code, 2);
+}
+
+#[test]
+fn json_outputs_parse() {
+    let (_tmp, root) = data_dir();
+    let root = s(&root);
+    let title = policies().join("1password-read-by-title.json");
+    let outs = [
+        clawcontrols(&["hash", s(&seed()), "--json"]),
+        clawcontrols(&["validate", s(&seed()), "--json"]),
+        clawcontrols(&["list", "--data-dir", root, "--json"]),
+        clawcontrols(&["publish", s(&title), "--data-dir", root, "--json"]),
+        clawcontrols(&["list", "--data-dir", root, "--json"]),
+        clawcontrols(&[
+            "show",
+            "1password-read-by-title",
+            "--data-dir",
+            root,
+            "--json",
+        ]),
+        clawcontrols(&[
+            "diff",
+            s(&seed()),
+            "1password-read-by-title",
+            "--data-dir",
+            root,
+            "--json",
+        ]),
+    ];
+    for out in outs {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    }
+}
+
+#[test]
+fn missing_files_and_names_are_input_errors() {
+    let (_tmp, root) = data_dir();
+    let out = clawcontrols(&["validate", "/nonexistent/contract.json"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("/nonexistent/contract.json: cannot read"),
+        "{}",
+        out.stderr
+    );
+    let out = clawcontrols(&["diff", "no-such-name", s(&seed()), "--data-dir", s(&root)]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("no-such-name"), "{}", out.stderr);
+    let out = clawcontrols(&["diff", "missing.json", s(&seed()), "--data-dir", s(&root)]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("missing.json: no such file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn explain_says_why_in_words() {
+    let v = "ytrfte14kw1uex5txaore1emkz";
+    let title = policies().join("1password-read-by-title.json");
+    let url =
+        format!("https://connect.1password.com/v1/vaults/{v}/items?filter=title%20eq%20%22db%22");
+    // Human output: decision, rule, and the read-by-title sentence.
+    let out = clawcontrols(&[
+        "explain",
+        "--policy",
+        s(&seed()),
+        "--method",
+        "GET",
+        "--url",
+        &url,
+        "--vault-name",
+        "vault_agent_secrets_prod",
+    ]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("deny (rule allowed_operations)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("operation: list_items"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("which this contract does not allow"),
+        "{}",
+        out.stdout
+    );
+    // The read-by-title variant allows the same request.
+    let out = clawcontrols(&[
+        "explain",
+        "--policy",
+        s(&title),
+        "--method",
+        "GET",
+        "--url",
+        &url,
+        "--vault-name",
+        "vault_agent_secrets_prod",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    // A host outside network_egress is named as such.
+    let out = clawcontrols(&[
+        "explain",
+        "--policy",
+        s(&seed()),
+        "--method",
+        "GET",
+        "--url",
+        "https://api.github.com/repos/x/y",
+    ]);
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains("network_egress"), "{}", out.stdout);
+    assert!(out.stdout.contains("api.github.com"), "{}", out.stdout);
+    let multi = policies().join("multi-host.json");
+    let out = clawcontrols(&[
+        "explain",
+        "--policy",
+        s(&multi),
+        "--method",
+        "GET",
+        "--url",
+        "https://api.github.com/repos/x/y",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
+
+#[test]
+fn explain_by_registry_name_without_a_vault_name_states_its_assumption() {
+    let (_tmp, root) = data_dir();
+    let out = clawcontrols(&["publish", s(&seed()), "--data-dir", s(&root)]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let url = "https://connect.1password.com/v1/vaults/ytrfte14kw1uex5txaore1emkz/items/x4tpzrqojj2ahmv3w7nb6vu2pe";
+    let out = clawcontrols(&[
+        "explain",
+        "--policy",
+        "1password-readonly-agent",
+        "--method",
+        "GET",
+        "--url",
+        url,
+        "--data-dir",
+        s(&root),
+    ]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("allow (rule allowed_operations)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("assumes: vault ytrfte14kw1uex5txaore1emkz"),
+        "{}",
+        out.stdout
+    );
+    let out = clawcontrols(&[
+        "explain",
+        "--policy",
+        "1password-readonly-agent",
+        "--method",
+        "DELETE",
+        "--url",
+        url,
+        "--data-dir",
+        s(&root),
+        "--json",
+    ]);
+    assert_eq!(out.code, 1);
+    let e: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(e["rule"], "deny_operations");
+    assert_eq!(e["operation"], "delete_item");
 }

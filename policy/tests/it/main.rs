@@ -1,9 +1,11 @@
 //! Integration tests for `clawcontrols` and the registry API.
 //!
 //! - `cli`: the binary end to end (validate, hash, publish, list, show, diff, explain);
-//! - `serve`: the read-only registry API router.
+//! - `envelope`: signed envelopes as input (tampered, unsigned, untrusted);
+//! - `serve`: the read-only registry API router, and the binary on a real socket.
 
 mod cli;
+mod envelope;
 mod serve;
 
 use std::path::{Path, PathBuf};

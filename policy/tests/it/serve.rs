@@ -56,3 +56,69 @@ async fn lists_and_serves_envelopes_read_only() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// Kills the server child when the test ends, pass or fail.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_binary_serves_on_a_real_loopback_socket() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let (_tmp, root) = super::data_dir();
+    let out = super::clawcontrols(&[
+        "publish",
+        super::seed().to_str().unwrap(),
+        "--data-dir",
+        root.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let hash = out.stdout.trim().to_owned();
+
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_clawcontrols"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data-dir"])
+            .arg(&root)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr = ready["listen"].as_str().unwrap().to_owned();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+
+    let get = |path: &str| -> String {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let response = get("/v1/contracts/by-name/1password-readonly-agent");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(&hash), "{response}");
+    let response = get("/v1/contracts/blake3:ffff");
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    assert!(response.contains("\"status\":404"), "{response}");
+}
+
+#[test]
+fn serve_refuses_non_loopback_addresses() {
+    let out = super::clawcontrols(&["serve", "--listen", "0.0.0.0:8181"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("loopback"), "{}", out.stderr);
+}
