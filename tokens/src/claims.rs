@@ -32,3 +32,31 @@ pub struct Claims {
     /// Hash of the effective scope (`blake3:…`).
     pub scope: String,
 }
+
+/// A job id is a proxy user name: `[A-Za-z0-9._-]{1,128}`, so no `:` can split Basic auth.
+pub fn is_job(job: &str) -> bool {
+    (1..=128).contains(&job.len())
+        && job
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// A token id as mint makes it: unpadded base64url of at least 16 random bytes.
+pub fn is_jti(jti: &str) -> bool {
+    use base64::Engine;
+    // 22 characters is the shortest unpadded encoding of 16 bytes; 256 bounds the decode.
+    (22..=256).contains(&jti.len())
+        && base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jti)
+            .is_ok_and(|bytes| bytes.len() >= 16)
+}
+
+/// `blake3:` and 64 lowercase hex digits (a contract or scope hash).
+pub fn is_blake3(hash: &str) -> bool {
+    hash.strip_prefix("blake3:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}

@@ -85,9 +85,12 @@ pub enum MintError {
     /// trust.json could not be read.
     #[error(transparent)]
     Trust(#[from] TrustError),
-    /// No (or more than one) proxy key to name as the audience.
+    /// No (or more than one) proxy key to name as the audience, or an unusable `--aud`.
     #[error("{0}")]
     Audience(String),
+    /// The data dir's issuer key is not in its trust.json, so no proxy would accept the token.
+    #[error("the issuer key {0} is not in trust.json as an issuer key; run clawproxy init")]
+    Issuer(String),
     /// The job was revoked.
     #[error("job {0} was revoked; use a new job id")]
     JobRevoked(String),
@@ -104,9 +107,19 @@ pub enum MintError {
 /// Mints a token at time `now` (seconds since the epoch).
 pub fn mint(dir: &DataDir, request: &MintRequest, now: u64) -> Result<Minted, MintError> {
     check_job(&request.job)?;
-    if request.agent.trim().is_empty() || request.agent.len() > 256 {
+    if request.agent.trim().is_empty()
+        || request.agent.len() > 256
+        || request.agent.chars().any(char::is_control)
+    {
         return Err(MintError::Name(
-            "--agent must be 1 to 256 characters".into(),
+            "--agent must be 1 to 256 printable characters".into(),
+        ));
+    }
+    if let Some(aud) = &request.audience
+        && (aud.is_empty() || aud.len() > 256 || aud.chars().any(char::is_control))
+    {
+        return Err(MintError::Audience(
+            "--aud must be 1 to 256 printable characters".into(),
         ));
     }
     let trust = TrustStore::load(&dir.trust())?;
@@ -130,16 +143,13 @@ pub fn mint(dir: &DataDir, request: &MintRequest, now: u64) -> Result<Minted, Mi
     if ttl == 0 || ttl > max {
         return Err(MintError::Ttl { ttl, max });
     }
-    let revocations = RevocationStore::new(dir.state());
-    if revocations
-        .list()
+    let job_revoked = RevocationStore::new(dir.state())
+        .job_revoked(&request.job)
         .map_err(|e| MintError::State {
             what: "revocations",
             message: e.to_string(),
-        })?
-        .job
-        .contains_key(&request.job)
-    {
+        })?;
+    if job_revoked {
         return Err(MintError::JobRevoked(request.job.clone()));
     }
     let effective = scope::narrow(
@@ -159,7 +169,7 @@ pub fn mint(dir: &DataDir, request: &MintRequest, now: u64) -> Result<Minted, Mi
     let iss = trust
         .key(&kid, Purpose::Issuer)
         .map(|k| k.name.clone())
-        .ok_or_else(|| MintError::Audience(format!("the issuer key {kid} is not in trust.json")))?;
+        .ok_or_else(|| MintError::Issuer(kid.clone()))?;
     let aud = match &request.audience {
         Some(aud) => aud.clone(),
         None => {
@@ -204,12 +214,7 @@ pub fn mint(dir: &DataDir, request: &MintRequest, now: u64) -> Result<Minted, Mi
 
 /// A job id is a proxy user name: `[A-Za-z0-9._-]{1,128}`, so no `:` can split Basic auth.
 pub fn check_job(job: &str) -> Result<(), MintError> {
-    let ok = !job.is_empty()
-        && job.len() <= 128
-        && job
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
+    if crate::claims::is_job(job) {
         Ok(())
     } else {
         Err(MintError::Name(format!(

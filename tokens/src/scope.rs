@@ -58,12 +58,13 @@ pub fn narrow(
     Ok(out)
 }
 
-/// `blake3:<hex>` of the canonical JSON of a scope.
+/// `blake3:<hex>` of the canonical JSON (RFC 8785) of a scope: the `scope` claim.
 pub fn scope_hash(scope: &ToolScope) -> String {
     hash_bytes(&canonical_bytes(scope))
 }
 
 fn canonical_bytes(scope: &ToolScope) -> Vec<u8> {
+    // A ToolScope holds only strings and lists of strings, which always canonicalise.
     canonical::to_jcs_of(scope).expect("a tool scope canonicalises")
 }
 
@@ -81,35 +82,134 @@ impl ScopeStore {
         }
     }
 
-    /// Stores a scope; returns its hash.
+    /// Stores a scope (atomically, once per content); returns its hash.
     pub fn put(&self, scope: &ToolScope) -> std::io::Result<String> {
         let bytes = canonical_bytes(scope);
         let hash = hash_bytes(&bytes);
-        std::fs::create_dir_all(&self.dir)?;
-        let path = self.path(&hash);
-        if !path.exists() {
-            claw_policy::registry::write_atomic(&path, &bytes)?;
+        // `hash_bytes` always yields `blake3:<64 hex>`.
+        let path = self.path(&hash).expect("a blake3 hash names a file");
+        if self.get(&hash).is_ok() {
+            return Ok(hash);
         }
-        Ok(hash)
+        std::fs::create_dir_all(&self.dir)?;
+        match claw_policy::registry::write_atomic(&path, &bytes) {
+            Ok(()) => Ok(hash),
+            // Another writer of the same content may have won the race for the temporary file.
+            Err(_) if self.get(&hash).is_ok() => Ok(hash),
+            Err(e) => Err(e),
+        }
     }
 
     /// The scope with this hash, checked to hash to it.
     pub fn get(&self, hash: &str) -> Result<ToolScope, ScopeError> {
         let unknown = || ScopeError::Unknown(hash.to_owned());
-        let bytes = std::fs::read(self.path(hash)).map_err(|_| unknown())?;
+        let path = self.path(hash).ok_or_else(unknown)?;
+        let bytes = std::fs::read(path).map_err(|_| unknown())?;
         if hash_bytes(&bytes) != hash {
             return Err(unknown());
         }
         canonical::from_slice_strict(&bytes).map_err(|_| unknown())
     }
 
-    fn path(&self, hash: &str) -> PathBuf {
-        let hex: String = hash
-            .strip_prefix("blake3:")
-            .unwrap_or(hash)
-            .chars()
-            .filter(char::is_ascii_hexdigit)
-            .collect();
-        self.dir.join(format!("{hex}.json"))
+    /// `<dir>/<hex>.json`, only for a well-formed `blake3:<64 hex>` (never a path from input).
+    fn path(&self, hash: &str) -> Option<PathBuf> {
+        if !crate::claims::is_blake3(hash) {
+            return None;
+        }
+        let hex = hash.strip_prefix("blake3:")?;
+        Some(self.dir.join(format!("{hex}.json")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use claw_policy::contract::Contract;
+
+    use super::*;
+
+    fn seed() -> ToolScope {
+        let bytes = include_bytes!("../../examples/policies/1password-readonly-agent.json");
+        Contract::from_slice(bytes)
+            .unwrap()
+            .document()
+            .tool_scope
+            .clone()
+    }
+
+    #[test]
+    fn narrowing_never_widens_and_names_the_offender() {
+        let scope = seed();
+        assert_eq!(
+            narrow(&scope, Some(&[Operation::DeleteItem]), None),
+            Err(ScopeError::WidenOperation("delete_item".into()))
+        );
+        assert_eq!(
+            narrow(
+                &scope,
+                Some(&[Operation::ReadItem, Operation::ListItems]),
+                None
+            ),
+            Err(ScopeError::WidenOperation("list_items".into()))
+        );
+        assert_eq!(
+            narrow(&scope, None, Some(&["vault_other".into()])),
+            Err(ScopeError::WidenVault("vault_other".into()))
+        );
+        assert_eq!(
+            narrow(&scope, Some(&[]), None),
+            Err(ScopeError::Empty("operation"))
+        );
+        assert_eq!(
+            narrow(&scope, None, Some(&[])),
+            Err(ScopeError::Empty("vault"))
+        );
+        // Naming exactly what the contract allows changes nothing, hash included.
+        let same = narrow(
+            &scope,
+            Some(&[Operation::ReadItem]),
+            Some(&["vault_agent_secrets_prod".into()]),
+        )
+        .unwrap();
+        assert_eq!(same, scope);
+        assert_eq!(scope_hash(&same), scope_hash(&scope));
+    }
+
+    #[test]
+    fn an_operation_the_contract_both_allows_and_denies_cannot_be_picked() {
+        let mut scope = seed();
+        scope.allowed_operations.push(Operation::DeleteItem);
+        assert_eq!(
+            narrow(&scope, Some(&[Operation::DeleteItem]), None),
+            Err(ScopeError::WidenOperation("delete_item".into()))
+        );
+    }
+
+    #[test]
+    fn the_store_returns_only_documents_that_hash_to_their_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ScopeStore::new(tmp.path());
+        let mut narrowed = seed();
+        narrowed.allowed_categories.truncate(1);
+        let hash = store.put(&narrowed).unwrap();
+        assert_eq!(store.get(&hash).unwrap(), narrowed);
+        assert_eq!(store.put(&narrowed).unwrap(), hash, "idempotent");
+
+        // Tampered on disk: refused, and a later put repairs it.
+        let file = tmp
+            .path()
+            .join("scopes")
+            .join(format!("{}.json", &hash[7..]));
+        std::fs::write(&file, canonical_bytes(&seed())).unwrap();
+        assert_eq!(store.get(&hash), Err(ScopeError::Unknown(hash.clone())));
+        store.put(&narrowed).unwrap();
+        assert_eq!(store.get(&hash).unwrap(), narrowed);
+
+        for bad in ["blake3:../../trust", "sha256:00", "", &hash.to_uppercase()] {
+            assert_eq!(
+                store.get(bad),
+                Err(ScopeError::Unknown(bad.into())),
+                "{bad}"
+            );
+        }
     }
 }

@@ -98,6 +98,9 @@ pub enum TokenError {
         /// The Basic-auth user.
         user: String,
     },
+    /// The revocation list could not be read, so no token is accepted (fail closed).
+    #[error("the revocation list cannot be read; refusing every token until it can")]
+    RevocationsUnavailable,
 }
 
 /// What verification needs to know about contracts (the proxy caches them).
@@ -117,8 +120,18 @@ pub trait Revocations {
 pub struct Expect<'a> {
     /// The proxy id this token must name in `aud`.
     pub audience: &'a str,
-    /// Clock skew tolerated, at most [`MAX_LEEWAY_SECS`]. Defaults to 30.
+    /// Clock skew tolerated; values above [`MAX_LEEWAY_SECS`] are treated as 30. Defaults to 30.
     pub leeway: u64,
+}
+
+impl<'a> Expect<'a> {
+    /// Expect tokens for `audience`, with the default (and largest) leeway of 30 s.
+    pub fn new(audience: &'a str) -> Self {
+        Self {
+            audience,
+            leeway: MAX_LEEWAY_SECS,
+        }
+    }
 }
 
 /// Signs `claims` with the issuer key.
@@ -127,6 +140,7 @@ pub fn encode(claims: &Claims, key: &SigningKey) -> String {
     // Member order fixed; the verifier checks the set, not the order.
     let header = serde_json::json!({ "alg": "EdDSA", "typ": TYP, "kid": kid });
     let header = URL_SAFE_NO_PAD.encode(header.to_string());
+    // Serialising a struct of strings and integers cannot fail.
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_string(claims).expect("claims serialise"));
     let signing_input = format!("{header}.{payload}");
     let signature = key.sign(signing_input.as_bytes());
@@ -147,25 +161,38 @@ pub struct Decoded {
     signature: Vec<u8>,
 }
 
-/// Splits and decodes a token, applying every check that needs no key.
-pub fn decode(token: &str) -> Result<Decoded, TokenError> {
+/// Splits a token into its three parts after the size check.
+fn split(token: &str) -> Result<[&str; 3], TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::TooLarge(token.len()));
     }
     let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() != 3 {
-        return Err(TokenError::Malformed(format!(
-            "{} parts, a compact JWS has 3",
-            parts.len()
-        )));
-    }
-    let json = |part: &str, what: &str| -> Result<Value, TokenError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(part)
-            .map_err(|_| TokenError::Malformed(format!("{what} is not base64url")))?;
-        canonical::parse_strict(&bytes).map_err(|e| TokenError::Malformed(format!("{what}: {e}")))
-    };
-    let header = json(parts[0], "header")?;
+    <[&str; 3]>::try_from(parts).map_err(|parts| {
+        TokenError::Malformed(format!("{} parts, a compact JWS has 3", parts.len()))
+    })
+}
+
+/// One base64url (unpadded, canonical) part holding strict JSON (no duplicate members).
+fn json_part(part: &str, what: &str) -> Result<Value, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed(format!("{what} is not base64url")))?;
+    canonical::parse_strict(&bytes).map_err(|e| TokenError::Malformed(format!("{what}: {e}")))
+}
+
+/// Header and claims as JSON, with only the size, shape and JSON checks applied.
+///
+/// For display (`clawscope inspect`) only: nothing here says the token is genuine, its
+/// header acceptable or its claims true. Use [`verify`] to decide anything.
+pub fn dangerous_decode_unverified(token: &str) -> Result<(Value, Value), TokenError> {
+    let [header, claims, _] = split(token)?;
+    Ok((json_part(header, "header")?, json_part(claims, "payload")?))
+}
+
+/// Splits and decodes a token, applying every check that needs no key.
+pub fn decode(token: &str) -> Result<Decoded, TokenError> {
+    let parts = split(token)?;
+    let header = json_part(parts[0], "header")?;
     let header = header
         .as_object()
         .ok_or_else(|| TokenError::Malformed("header is not an object".into()))?;
@@ -186,15 +213,16 @@ pub fn decode(token: &str) -> Result<Decoded, TokenError> {
     {
         return Err(TokenError::ForbiddenHeader(name.clone()));
     }
+    // An empty, missing or non-string kid names no key; it is never used as a path or URL.
     let kid = match header.get("kid") {
-        Some(Value::String(kid)) if !kid.is_empty() => kid.clone(),
-        other => {
-            return Err(TokenError::UnknownKey(
-                other.map(Value::to_string).unwrap_or_default(),
-            ));
-        }
+        Some(Value::String(kid)) => kid.clone(),
+        Some(other) => return Err(TokenError::UnknownKey(other.to_string())),
+        None => return Err(TokenError::UnknownKey(String::new())),
     };
-    let claims = json(parts[1], "payload")?;
+    if kid.is_empty() {
+        return Err(TokenError::UnknownKey(kid));
+    }
+    let claims = json_part(parts[1], "payload")?;
     // A signature that does not decode is a signature that does not verify.
     let signature = URL_SAFE_NO_PAD
         .decode(parts[2])
@@ -286,5 +314,26 @@ fn parse_claims(value: Value) -> Result<Claims, TokenError> {
     if !object.get("aud").is_some_and(Value::is_string) {
         return Err(TokenError::InvalidClaims("aud must be one string".into()));
     }
-    serde_json::from_value(value).map_err(|e| TokenError::InvalidClaims(e.to_string()))
+    let claims: Claims =
+        serde_json::from_value(value).map_err(|e| TokenError::InvalidClaims(e.to_string()))?;
+    check_shapes(&claims)?;
+    Ok(claims)
+}
+
+/// The claims' formats: what mint produces, so anything else was not minted by us.
+fn check_shapes(claims: &Claims) -> Result<(), TokenError> {
+    let bad = |m: &str| Err(TokenError::InvalidClaims(m.to_owned()));
+    if claims.iss.is_empty() || claims.sub.is_empty() || claims.aud.is_empty() {
+        return bad("iss, sub and aud must not be empty");
+    }
+    if !crate::claims::is_job(&claims.job) {
+        return bad("job must be 1 to 128 of A-Z a-z 0-9 . _ -");
+    }
+    if !crate::claims::is_jti(&claims.jti) {
+        return bad("jti must be at least 128 bits, base64url");
+    }
+    if !crate::claims::is_blake3(&claims.wpc) || !crate::claims::is_blake3(&claims.scope) {
+        return bad("wpc and scope must be blake3:<64 hex>");
+    }
+    Ok(())
 }

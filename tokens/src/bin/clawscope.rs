@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use claw_policy::contract::Operation;
 use claw_policy::datadir::DataDir;
+use claw_policy::keys::Purpose;
 use claw_policy::registry::Registry;
 use claw_policy::trust::TrustStore;
 use claw_tokens::mint::{MintRequest, mint};
@@ -20,14 +21,18 @@ use claw_tokens::verifier::RegistryContracts;
 /// A token is an agent job's only credential: it names one job, one proxy, one contract
 /// version and lives at most the contract's max_ttl_seconds.
 ///
-/// A complete flow:
+/// A complete flow (data dir from --data-dir or CLAW_HOME, default ./.claw):
+///   clawproxy init
 ///   clawcontrols publish examples/policies/1password-readonly-agent.json
-///   TOKEN=$(clawscope mint --policy 1password-readonly-agent --job job-42 --agent builder --ttl 600)
-///   export HTTPS_PROXY=http://job-42:$TOKEN@127.0.0.1:3128 HTTP_PROXY=$HTTPS_PROXY
-///   clawscope inspect "$TOKEN"
-///   clawscope revoke --job job-42 --reason "job finished"
+///   JOB=job-42
+///   TOKEN=$(clawscope mint --policy 1password-readonly-agent --job $JOB --agent builder --ttl 600)
+///   export HTTPS_PROXY=http://$JOB:$TOKEN@127.0.0.1:3128 HTTP_PROXY=http://$JOB:$TOKEN@127.0.0.1:3128
+///   echo "$TOKEN" | clawscope inspect -
+///   clawscope revoke --job $JOB --reason "job finished"
 ///
-/// Exit codes: 0 ok, 1 the token would not verify (inspect), 2 usage or input error.
+/// Exit codes: 0 ok; 1 the token is expired, not yet valid or would not verify (inspect);
+/// 2 usage or input error, or a token that cannot be minted (unknown or superseded contract,
+/// ttl above the contract's max_ttl_seconds, --ops/--vaults that would widen the contract).
 #[derive(Debug, Parser)]
 #[command(name = "clawscope", version, verbatim_doc_comment)]
 struct Cli {
@@ -53,10 +58,10 @@ enum Command {
         /// Lifetime in seconds. Defaults to the contract's max_ttl_seconds.
         #[arg(long)]
         ttl: Option<u64>,
-        /// Narrow the contract's operations (comma-separated); never widens.
+        /// Narrow the contract's operations (comma-separated, e.g. read_item); never widens.
         #[arg(long, value_delimiter = ',')]
         ops: Option<Vec<String>>,
-        /// Narrow the contract's vaults (comma-separated); never widens.
+        /// Narrow the contract's vaults (comma-separated vault ids); never widens.
         #[arg(long, value_delimiter = ',')]
         vaults: Option<Vec<String>>,
         /// The proxy id (aud). Defaults to the data dir's proxy.
@@ -67,7 +72,11 @@ enum Command {
     },
     /// Decode and explain a token without its key; says whether it would verify here.
     ///
-    /// Example: clawscope inspect "$TOKEN"   or   echo "$TOKEN" | clawscope inspect -
+    /// Shows the header, the claims, validity times (RFC 3339) and remaining lifetime, the
+    /// contract it is bound to (name, version, active) and, if the data dir has a trust.json,
+    /// whether this data dir's proxy would accept it now.
+    ///
+    /// Example: echo "$TOKEN" | clawscope inspect -   or   clawscope inspect "$TOKEN" --json
     Inspect {
         /// The token, or - to read it from stdin.
         token: String,
@@ -93,7 +102,9 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
-    /// Print the trusted issuer keys as a JWKS.
+    /// Print the trusted issuer keys (trust.json) as a JWKS.
+    ///
+    /// Example: clawscope jwks > jwks.json
     Jwks {
         #[command(flatten)]
         data: DataDirArg,
@@ -149,14 +160,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", minted.token);
             let c = &minted.claims;
             eprintln!(
-                "minted for job {} (agent {}): {} v{} {}, expires in {} s (jti {})",
+                "clawscope: minted a token for job {} (agent {}, proxy {})\n  \
+                 contract {} v{} ({})\n  scope {}\n  valid {} s, until {}; jti {}\n  \
+                 use it as http://{}:$TOKEN@<proxy>:3128; revoke with clawscope revoke --job {}",
                 c.job,
                 c.sub,
+                c.aud,
                 minted.contract,
                 minted.version,
                 c.wpc,
+                c.scope,
                 c.exp - c.iat,
-                c.jti
+                rfc3339(c.exp),
+                c.jti,
+                c.job,
+                c.job,
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -173,6 +191,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let now = claw_tokens::now();
             match (jti, job) {
                 (Some(jti), _) => {
+                    anyhow::ensure!(
+                        claw_tokens::claims::is_jti(&jti),
+                        "--jti {jti:?} is not a token id (22+ base64url characters, as shown \
+                         by clawscope inspect)"
+                    );
                     store.revoke_jti(&jti, None, &reason, now)?;
                     eprintln!(
                         "revoked token {jti}: every proxy sharing this data dir refuses it now"
@@ -201,54 +224,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn inspect(token: &str, dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
     let token = if token == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
+        std::io::stdin()
+            .take(token::MAX_TOKEN_BYTES as u64 * 2)
+            .read_to_string(&mut text)
+            .context("reading the token from stdin")?;
         text.trim().to_owned()
     } else {
         token.trim().to_owned()
     };
-    let decoded = token::decode(&token).context("cannot decode the token")?;
-    let claims = &decoded.claims;
+    // Display only: nothing decoded here is trusted; the verdict below decides.
+    let (header, claims) =
+        token::dangerous_decode_unverified(&token).context("cannot decode the token")?;
     let now = claw_tokens::now();
     let time = |k: &str| claims.get(k).and_then(serde_json::Value::as_u64);
-    let verdict: Result<(), String> = (|| {
-        let trust =
-            TrustStore::load(&dir.trust()).map_err(|e| format!("no trust store here: {e}"))?;
-        let audience = claims
-            .get("aud")
-            .and_then(|a| a.as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let expect = Expect {
-            audience: &audience,
-            leeway: token::MAX_LEEWAY_SECS,
-        };
-        let contracts = RegistryContracts::new(dir, trust.clone());
-        let revocations = RevocationStore::new(dir.state());
-        token::verify(&token, &trust, &contracts, &revocations, &expect, now)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })();
+    let (iat, nbf, exp) = (time("iat"), time("nbf"), time("exp"));
+    let leeway = token::MAX_LEEWAY_SECS;
+    let state = match (nbf, exp) {
+        (_, None) => "no expiry (refused)",
+        (Some(nbf), _) if nbf > now + leeway => "not yet valid",
+        (_, Some(exp)) if now >= exp + leeway => "expired",
+        (_, Some(_)) => "within its lifetime",
+    };
     let binding = claims
         .get("wpc")
         .and_then(|w| w.as_str())
         .and_then(|hash| Registry::new(dir.policies()).resolve(hash).ok())
-        .map(|(_, s)| {
-            format!(
-                "{} v{} ({})",
-                s.name,
-                s.version,
-                if s.active { "active" } else { "superseded" }
-            )
-        });
+        .filter(|(envelope, _)| claims.get("wpc").and_then(|w| w.as_str()) == Some(&envelope.hash))
+        .map(|(_, s)| (s.name, s.version, s.active));
+    // Key-free checks first: a token with a forbidden header never verifies anywhere.
+    let verdict: Option<Result<(), String>> = match token::decode(&token) {
+        Err(e) => Some(Err(e.to_string())),
+        Ok(_) if !dir.trust().exists() => None,
+        Ok(_) => Some(verify_here(&token, &claims, dir, now)),
+    };
+    let failed = matches!(verdict, Some(Err(_))) || state != "within its lifetime";
     if json {
         let out = serde_json::json!({
-            "kid": decoded.kid, "claims": claims,
-            "verifies_here": verdict.is_ok(), "reason": verdict.as_ref().err(),
-            "contract": binding,
+            "header": header,
+            "claims": claims,
+            "validity": {
+                "state": state,
+                "issued_at": iat.map(rfc3339),
+                "not_before": nbf.map(rfc3339),
+                "expires_at": exp.map(rfc3339),
+                "lifetime_seconds": iat.zip(exp).map(|(i, e)| e.saturating_sub(i)),
+                "remaining_seconds": exp.map(|e| e.saturating_sub(now)),
+            },
+            "contract": binding.as_ref().map(|(name, version, active)| serde_json::json!({
+                "name": name, "version": version, "active": active,
+            })),
+            "data_dir": dir.root(),
+            "verifies_here": verdict.as_ref().map(Result::is_ok),
+            "reason": verdict.as_ref().and_then(|v| v.as_ref().err()),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("header: alg EdDSA, typ cst+jwt, kid {}", decoded.kid);
+        println!("header: {header}");
         for key in claw_tokens::claims::REQUIRED {
             let value = claims.get(key).map(|v| match v.as_u64() {
                 Some(t) if matches!(key, "iat" | "nbf" | "exp") => format!("{t} ({})", rfc3339(t)),
@@ -256,32 +287,88 @@ fn inspect(token: &str, dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
             });
             println!("{key:>6}: {}", value.unwrap_or_else(|| "(missing)".into()));
         }
-        match (time("exp"), time("iat")) {
-            (Some(exp), Some(iat)) => {
-                let left = exp.saturating_sub(now);
-                println!("lifetime: {} s, {left} s left", exp.saturating_sub(iat));
+        if let Some(obj) = claims.as_object() {
+            for extra in obj
+                .keys()
+                .filter(|k| !claw_tokens::claims::REQUIRED.contains(&k.as_str()))
+            {
+                println!("{extra:>6}: (unknown claim: refused)");
             }
-            _ => println!("lifetime: unknown"),
         }
-        println!(
-            "contract: {}",
-            binding.unwrap_or_else(|| "not in this data dir's registry".into())
-        );
+        match (iat, exp) {
+            (Some(iat), Some(exp)) => println!(
+                "validity: {state}; lifetime {} s, {} s left (now {})",
+                exp.saturating_sub(iat),
+                exp.saturating_sub(now),
+                rfc3339(now)
+            ),
+            _ => println!("validity: {state}"),
+        }
+        match &binding {
+            Some((name, version, active)) => println!(
+                "contract: {name} v{version} ({})",
+                if *active {
+                    "active"
+                } else {
+                    "superseded since mint"
+                }
+            ),
+            None => println!("contract: not in the registry of {}", dir.root().display()),
+        }
         match &verdict {
-            Ok(()) => println!("verifies here: yes"),
-            Err(reason) => println!("verifies here: no ({reason})"),
+            Some(Ok(())) => println!("verifies here: yes"),
+            Some(Err(reason)) => println!("verifies here: no ({reason})"),
+            None => println!(
+                "verifies here: unknown (no trust.json in {}; checked without keys only)",
+                dir.root().display()
+            ),
         }
     }
-    Ok(if verdict.is_ok() {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if failed {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
+/// Full verification against the data dir, as its proxy would (its proxy id as audience).
+fn verify_here(
+    token: &str,
+    claims: &serde_json::Value,
+    dir: &DataDir,
+    now: u64,
+) -> Result<(), String> {
+    let trust = TrustStore::load(&dir.trust()).map_err(|e| format!("trust store: {e}"))?;
+    let proxies: Vec<_> = trust.by_purpose(Purpose::Proxy).collect();
+    // With one proxy in trust.json, that is who must accept it; otherwise judge the token
+    // against the proxy it names (it was minted with --aud).
+    let audience = match proxies.as_slice() {
+        [one] => one.name.clone(),
+        _ => claims
+            .get("aud")
+            .and_then(|a| a.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let contracts = RegistryContracts::new(dir, trust.clone());
+    let revocations = RevocationStore::new(dir.state());
+    token::verify(
+        token,
+        &trust,
+        &contracts,
+        &revocations,
+        &Expect::new(&audience),
+        now,
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+/// Seconds since the epoch as RFC 3339 UTC, or "invalid" for a time no calendar holds.
 fn rfc3339(t: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t as i64)
+    i64::try_from(t)
         .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
         .and_then(|d| {
             d.format(&time::format_description::well_known::Rfc3339)
                 .ok()
