@@ -4,14 +4,25 @@
 //! token, checked against the token's pinned Work Policy Contract, sent upstream with the real
 //! credential injected, and receipted in a signed, durable log before the agent sees an answer.
 //!
+//! - [`stack`]: the life of a request, top to bottom (start here);
+//! - [`listen`], [`auth`], [`upstream`], [`intercept`], [`hygiene`], [`receipt`], [`respond`],
+//!   [`admin`], [`metrics`]: one concern each;
+//! - [`run`]: load, check, bind, serve, shut down;
 //! - [`config`]: `clawproxy.toml`, checked before any port binds;
 //! - [`init`]: a fresh data dir (keys, CA, trust.json, config);
 //! - [`demo`]: the quickstart, end to end on loopback.
 
+pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod hygiene;
 pub mod init;
 pub mod intercept;
+pub mod listen;
 pub mod metrics;
+pub mod receipt;
 pub mod respond;
+pub mod run;
+pub mod stack;
+pub mod upstream;

@@ -85,6 +85,7 @@ struct DataDirArg {
 }
 
 fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -137,12 +138,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { .. } => {
-            anyhow::bail!("`clawproxy run` is not available in this build yet")
+        Command::Run {
+            data,
+            config,
+            listen,
+            admin,
+        } => {
+            let dir = DataDir::new(&data.data_dir);
+            let path = config.unwrap_or_else(|| dir.config());
+            let config = Config::load(&path)?.with_overrides(listen, admin, &path)?;
+            init_tracing();
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let env = |name: &str| std::env::var(name).ok();
+                let running = claw_proxy::run::start(&dir, config, &env).await?;
+                println!(
+                    "clawproxy listening on {} (admin {})",
+                    running.listen, running.admin
+                );
+                wait_for_signal().await;
+                eprintln!("clawproxy: shutting down (draining, final checkpoint)");
+                running.shutdown().await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo { data_dir } => {
             claw_proxy::demo::run(data_dir, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Structured logs on stderr: `CLAW_LOG` takes an EnvFilter (default `info`),
+/// `CLAW_LOG_FORMAT=json` switches to JSON lines.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CLAW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("CLAW_LOG_FORMAT").as_deref() == Ok("json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

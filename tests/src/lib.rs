@@ -1,1 +1,131 @@
-//! End-to-end test helpers.
+//! Helpers for the end-to-end suites: a whole stack on loopback (connect-sim, a data dir with a
+//! published contract and a minted token, the proxy in-process), a raw HTTP client and a
+//! recording upstream.
+
+pub mod raw;
+pub mod recorder;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use claw_policy::contract::Contract;
+use claw_policy::datadir::DataDir;
+use claw_policy::envelope::Envelope;
+use claw_policy::keys::{self, Purpose};
+use claw_policy::registry::Registry;
+use claw_policy::trust::TrustStore;
+use claw_proxy::config::Config;
+use claw_proxy::run::Running;
+use claw_tokens::mint::{MintRequest, mint};
+use claw_verifier::receipt::Receipt;
+
+/// The seed contract.
+pub const SEED: &[u8] = include_bytes!("../../examples/policies/1password-readonly-agent.json");
+
+/// The token connect-sim expects; the proxy injects it.
+pub const SIM_TOKEN: &str = "sim-connect-token-for-tests";
+
+/// Where the upstream is.
+pub enum Upstream {
+    /// connect-sim with demo data.
+    Sim,
+    /// Any HTTP server (e.g. a [`recorder::Recorder`]).
+    At(SocketAddr),
+}
+
+/// A running stack.
+pub struct Stack {
+    _tmp: tempfile::TempDir,
+    /// The data dir.
+    pub dir: DataDir,
+    /// The running proxy.
+    pub proxy: Running,
+    /// The upstream's address.
+    pub upstream: SocketAddr,
+}
+
+impl Stack {
+    /// Starts connect-sim (or uses `upstream`), inits a data dir, publishes `contract`.
+    pub async fn start(contract: &[u8], upstream: Upstream) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::new(tmp.path().join("claw"));
+        claw_proxy::init::init(&dir, false).expect("init");
+        publish(&dir, contract);
+        let upstream = match upstream {
+            Upstream::At(addr) => addr,
+            Upstream::Sim => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let sim =
+                    connect_sim::Sim::new(SIM_TOKEN, connect_sim::store::Store::demo()).unwrap();
+                tokio::spawn(connect_sim::serve(listener, sim));
+                addr
+            }
+        };
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[[upstream]]\nhost = \"connect.1password.com\"\nintegration = \"onepassword\"\nurl = \"http://{upstream}\"\ntoken_env = \"OP_CONNECT_TOKEN\"\n[log]\ncheckpoint_interval_ms = 100\n"
+        );
+        let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
+        let env = |name: &str| (name == "OP_CONNECT_TOKEN").then(|| SIM_TOKEN.to_owned());
+        let proxy = claw_proxy::run::start(&dir, config, &env)
+            .await
+            .expect("proxy starts");
+        Self {
+            _tmp: tmp,
+            dir,
+            proxy,
+            upstream,
+        }
+    }
+
+    /// A token for `job` under the contract named `policy`, lasting `ttl` seconds.
+    pub fn mint(&self, policy: &str, job: &str, ttl: Option<u64>) -> String {
+        let request = MintRequest {
+            policy: policy.into(),
+            job: job.into(),
+            agent: "test-agent".into(),
+            ttl,
+            ..MintRequest::default()
+        };
+        mint(&self.dir, &request, claw_tokens::now())
+            .expect("mint")
+            .token
+    }
+
+    /// The proxy's listen address.
+    pub fn addr(&self) -> SocketAddr {
+        self.proxy.listen
+    }
+
+    /// Every receipt in the proxy's log, verified.
+    pub fn receipts(&self) -> Vec<Receipt> {
+        let key = keys::read_signing_key(&self.dir.signing_key(Purpose::Proxy)).unwrap();
+        let trust = TrustStore::load(&self.dir.trust()).unwrap();
+        let id = &trust.by_purpose(Purpose::Proxy).next().unwrap().name;
+        claw_verifier::log::read_log(&self.dir.receipts().join(id), &key.verifying_key()).unwrap()
+    }
+
+    /// The receipt with this id.
+    pub fn receipt(&self, id: &str) -> Receipt {
+        self.receipts()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no receipt {id}"))
+    }
+
+    /// The data dir's CA certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.ca_cert()
+    }
+}
+
+/// Publishes a contract into a data dir; returns its hash.
+pub fn publish(dir: &DataDir, contract: &[u8]) -> String {
+    let contract = Contract::from_slice(contract).expect("contract");
+    let key = keys::read_signing_key(&dir.signing_key(Purpose::Policy)).unwrap();
+    let trust = TrustStore::load(&dir.trust()).unwrap();
+    Registry::new(dir.policies())
+        .publish(&Envelope::sign(&contract, &key), &trust)
+        .unwrap()
+        .hash
+}

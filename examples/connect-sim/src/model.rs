@@ -101,7 +101,7 @@ pub const CATEGORIES: &[&str] = &[
     "CUSTOM",
 ];
 
-/// The data file: `{"vaults":[{<Vault>, "items":[<FullItem>…], "files":{"<id>":"<base64>"}}]}`.
+/// The data file: `{"vaults":[{<Vault fields>, "items":[<FullItem>…], "files":{"<id>":"<base64>"}}]}`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataFile {
@@ -109,32 +109,66 @@ pub struct DataFile {
     pub vaults: Vec<DataVault>,
 }
 
-/// One vault in a data file.
+/// One vault in a data file. `items` is the list of full items here, not the count; counts,
+/// versions and timestamps the server keeps itself may be given and are then kept (the count
+/// is always recomputed).
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DataVault {
-    /// The vault's fields.
-    #[serde(flatten)]
-    pub vault: VaultFields,
-    /// Full items.
-    #[serde(default)]
-    pub items: Vec<Item>,
-    /// File contents by file id, base64.
-    #[serde(default)]
-    pub files: std::collections::BTreeMap<String, String>,
-}
-
-/// The vault part of a data-file entry (`items` there is the list, not the count).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VaultFields {
-    /// 26-char id.
+    /// 26-char `[a-z0-9]` id.
     pub id: String,
     /// Name.
     pub name: String,
     /// Description.
     #[serde(default)]
     pub description: String,
-    /// Vault type.
+    /// USER_CREATED (default), PERSONAL, EVERYONE or TRANSFER.
     #[serde(rename = "type", default = "user_created")]
     pub kind: String,
+    /// Defaults to 1.
+    #[serde(default = "one")]
+    pub attribute_version: u64,
+    /// Defaults to 1.
+    #[serde(default = "one")]
+    pub content_version: u64,
+    /// RFC 3339; defaults to 2026-01-01T00:00:00Z.
+    #[serde(default = "epoch")]
+    pub created_at: String,
+    /// RFC 3339; defaults to 2026-01-01T00:00:00Z.
+    #[serde(default = "epoch")]
+    pub updated_at: String,
+    /// Full items (see [`Item`]).
+    #[serde(default)]
+    pub items: Vec<Item>,
+    /// File contents by file id, standard base64.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
 }
+
+/// The vault types Connect (and the Python SDK, which refuses others) knows.
+pub const VAULT_TYPES: &[&str] = &["USER_CREATED", "PERSONAL", "EVERYONE", "TRANSFER"];
+
+/// The field purposes the Python SDK accepts.
+pub const FIELD_PURPOSES: &[&str] = &["", "USERNAME", "PASSWORD", "NOTES"];
+
+/// Field types: the Go SDK's list plus the spec's `TOTP` (the real server emits `OTP`).
+pub const FIELD_TYPES: &[&str] = &[
+    "ADDRESS",
+    "CONCEALED",
+    "CREDIT_CARD_NUMBER",
+    "CREDIT_CARD_TYPE",
+    "DATE",
+    "EMAIL",
+    "GENDER",
+    "MENU",
+    "MONTH_YEAR",
+    "OTP",
+    "PHONE",
+    "REFERENCE",
+    "STRING",
+    "URL",
+    "FILE",
+    "SSHKEY",
+    "UNKNOWN",
+    "TOTP",
+];

@@ -1,101 +1,96 @@
-//! The Connect routes.
+//! The Connect routes (connect-api.md §2) and the layers around them.
+//!
+//! Layers, outermost first: the `1Password-Connect-Version` header (so every answer carries it,
+//! errors and fallbacks too), the JSON error shape, then logging and metrics; `/v1/*` routes
+//! add bearer authentication. Each route is registered with and without one trailing slash,
+//! because the JS SDK sends `GET /v1/vaults/` and the like, and the real server answers those
+//! directly.
 
-// Errors are finished `Response`s built where they arise, which is what a handler returns
-// anyway; boxing them would only add noise to this test server.
-#![allow(clippy::result_large_err)]
-
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State as AxumState};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
+use axum::{Extension, Json};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::CONNECT_VERSION;
-use crate::model::{CATEGORIES, Item, summary};
-use crate::store::{Store, VaultData, new_id, now};
+use crate::error::{ApiError, json_errors};
+use crate::filter::Filter;
+use crate::model::{Item, summary};
+use crate::store::{self, Activity, Mode, VaultData, item_id, new_id, normalize, now};
+use crate::{CONNECT_VERSION, Sim};
 
-/// Files larger than this are not inlined (413).
-const MAX_INLINE_BYTES: usize = 100 * 1024;
+type Shared = Arc<Served>;
+type Answer = Result<Response, ApiError>;
 
-/// Server state: the bearer token, an optional restricted token, and the data.
-pub(crate) struct State {
-    token: String,
-    restricted: Option<(String, Vec<String>)>,
-    store: Store,
+/// The server and its counters.
+struct Served {
+    sim: Sim,
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
 
-impl State {
-    pub(crate) fn new(token: String, store: Store) -> Self {
-        Self {
-            token,
-            restricted: None,
-            store,
-        }
-    }
-}
-
-type Shared = Arc<State>;
-
-/// The server's router (tests can drive it with `oneshot`).
-pub fn app_with(token: String, restricted: Option<(String, Vec<String>)>, store: Store) -> Router {
-    app(Arc::new(State {
-        token,
-        restricted,
-        store,
-    }))
-}
-
-pub(crate) fn app(state: Shared) -> Router {
-    let item = get(read_item)
-        .put(update_item)
-        .patch(patch_item)
-        .delete(delete_item);
-    let v1 = Router::new()
-        .route("/v1/activity", get(activity))
-        .route("/v1/vaults", get(list_vaults))
-        .route("/v1/vaults/", get(list_vaults))
-        .route("/v1/vaults/{v}", get(get_vault))
-        .route("/v1/vaults/{v}/", get(get_vault))
-        .route("/v1/vaults/{v}/items", get(list_items).post(create_item))
-        .route("/v1/vaults/{v}/items/", get(list_items).post(create_item))
-        .route("/v1/vaults/{v}/items/{i}", item.clone())
-        .route("/v1/vaults/{v}/items/{i}/", item)
-        .route("/v1/vaults/{v}/items/{i}/files", get(list_files))
-        .route("/v1/vaults/{v}/items/{i}/files/", get(list_files))
-        .route("/v1/vaults/{v}/items/{i}/files/{f}", get(get_file))
-        .route("/v1/vaults/{v}/items/{i}/files/{f}/", get(get_file))
-        .route(
+/// The server's router, ready for `axum::serve` or `oneshot` in tests.
+pub fn app(sim: Sim) -> Router {
+    let state: Shared = Arc::new(Served {
+        sim,
+        requests: Mutex::new(BTreeMap::new()),
+    });
+    let v1 = [
+        ("/v1/activity", get(activity)),
+        ("/v1/vaults", get(list_vaults)),
+        ("/v1/vaults/{v}", get(get_vault)),
+        ("/v1/vaults/{v}/items", get(list_items).post(create_item)),
+        (
+            "/v1/vaults/{v}/items/{i}",
+            get(read_item)
+                .put(update_item)
+                .patch(patch_item)
+                .delete(delete_item),
+        ),
+        ("/v1/vaults/{v}/items/{i}/files", get(list_files)),
+        ("/v1/vaults/{v}/items/{i}/files/{f}", get(get_file)),
+        (
             "/v1/vaults/{v}/items/{i}/files/{f}/content",
             get(file_content),
-        )
-        .route(
-            "/v1/vaults/{v}/items/{i}/files/{f}/content/",
-            get(file_content),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
-        .route(
-            "/heartbeat",
-            get(|| async { ([(header::CONTENT_TYPE, "text/plain")], ".") }),
-        )
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .merge(v1)
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "Invalid request path") })
+        ),
+    ]
+    .into_iter()
+    .fold(Router::new(), with_trailing_slash)
+    .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let open = [
+        ("/heartbeat", get(heartbeat)),
+        ("/health", get(health)),
+        ("/metrics", get(metrics)),
+    ]
+    .into_iter()
+    .fold(Router::new(), with_trailing_slash);
+    open.merge(v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Invalid request path") })
         .method_not_allowed_fallback(|| async {
-            error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
         })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::map_response(json_errors))
         .layer(middleware::map_response(version_header))
         .with_state(state)
+}
+
+fn with_trailing_slash(
+    router: Router<Shared>,
+    (path, route): (&str, MethodRouter<Shared>),
+) -> Router<Shared> {
+    router
+        .route(path, route.clone())
+        .route(&format!("{path}/"), route)
 }
 
 async fn version_header(mut response: Response) -> Response {
@@ -106,469 +101,319 @@ async fn version_header(mut response: Response) -> Response {
     response
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (
+/// Logs one line per request (never headers: they hold the token) and counts it.
+async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    *state
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry((method.as_str().to_owned(), status))
+        .or_default() += 1;
+    tracing::info!(
+        %method,
+        path,
         status,
-        axum::Json(json!({ "status": status.as_u16(), "message": message })),
-    )
-        .into_response()
+        duration_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
 }
+
+// === Authentication ===
 
 /// Who is calling: the full token, or the restricted one with its vaults.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Caller {
     vaults: Option<Vec<String>>,
-    agent: String,
+    actor: &'static str,
+    user_agent: String,
+    ip: String,
 }
 
-fn equal(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+impl Caller {
+    fn may_use(&self, vault: &str) -> bool {
+        self.vaults
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|a| a == vault))
+    }
 }
 
-async fn authenticate(
-    AxumState(state): AxumState<Shared>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+async fn authenticate(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty());
     let Some(presented) = presented else {
-        return error(StatusCode::UNAUTHORIZED, "Invalid bearer token");
+        return ApiError::unauthorized("Invalid bearer token").into_response();
     };
-    let agent = request
+    let sim = &state.sim;
+    // Compare against both tokens every time, so timing does not tell which one was close.
+    let full = sim.token.matches(presented.as_bytes());
+    let restricted = sim
+        .restricted
+        .as_ref()
+        .filter(|(token, _)| token.matches(presented.as_bytes()));
+    let (vaults, actor) = match (full, restricted) {
+        (true, _) => (None, "full"),
+        (false, Some((_, vaults))) => (Some(vaults.clone()), "restricted"),
+        (false, None) => {
+            return ApiError::unauthorized("Invalid token signature").into_response();
+        }
+    };
+    let user_agent = request
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown")
+        .unwrap_or("")
         .to_owned();
-    let caller = if equal(presented.as_bytes(), state.token.as_bytes()) {
-        Caller {
-            vaults: None,
-            agent,
-        }
-    } else if let Some((token, vaults)) = &state.restricted {
-        if !equal(presented.as_bytes(), token.as_bytes()) {
-            return error(StatusCode::UNAUTHORIZED, "Invalid token signature");
-        }
-        Caller {
-            vaults: Some(vaults.clone()),
-            agent,
-        }
-    } else {
-        return error(StatusCode::UNAUTHORIZED, "Invalid token signature");
-    };
-    request.extensions_mut().insert(caller);
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "127.0.0.1".to_owned(), |c| c.0.ip().to_string());
+    request.extensions_mut().insert(Caller {
+        vaults,
+        actor,
+        user_agent,
+        ip,
+    });
     next.run(request).await
 }
 
-/// Runs `f` on the vault `v` after the access check.
-fn with_vault<T>(
-    state: &State,
-    caller: &Caller,
-    v: &str,
-    f: impl FnOnce(&mut VaultData) -> Result<T, Response>,
-) -> Result<T, Response> {
-    if let Some(allowed) = &caller.vaults
-        && !allowed.iter().any(|a| a == v)
-    {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "Authorization: token does not have access to vault",
-        ));
+impl Served {
+    fn record(
+        &self,
+        caller: &Caller,
+        action: &str,
+        allowed: bool,
+        vault: &str,
+        item: Option<(&str, u64)>,
+    ) {
+        self.sim.store.record(Activity {
+            action,
+            allowed,
+            vault,
+            item,
+            actor: caller.actor,
+            user_agent: &caller.user_agent,
+            ip: &caller.ip,
+        });
     }
-    let mut vaults = state.store.vaults.lock().unwrap_or_else(|e| e.into_inner());
-    let vault = vaults
-        .iter_mut()
-        .find(|d| d.vault.id == v)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("vault {v} not found")))?;
-    f(vault)
+
+    /// Runs `f` on vault `v` after the access check (403, recorded as a denial) and the
+    /// existence check (404).
+    fn with_vault<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        v: &str,
+        f: impl FnOnce(&mut VaultData) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if !caller.may_use(v) {
+            self.record(caller, action, false, v, None);
+            return Err(ApiError::forbidden_vault());
+        }
+        let mut vaults = self.sim.store.lock();
+        let vault = vaults
+            .iter_mut()
+            .find(|d| d.vault.id == v)
+            .ok_or_else(|| ApiError::not_found("vault", v))?;
+        f(vault)
+    }
 }
 
-fn find_item<'a>(vault: &'a mut VaultData, i: &str) -> Result<&'a mut Item, Response> {
+fn find_item<'a>(vault: &'a mut VaultData, i: &str) -> Result<&'a mut Item, ApiError> {
     vault
-        .items
-        .iter_mut()
-        .find(|it| it.get("id").and_then(Value::as_str) == Some(i))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("item {i} not found")))
+        .item_mut(i)
+        .ok_or_else(|| ApiError::not_found("item", i))
 }
 
-/// A parsed SCIM filter: terms joined by `or`.
-struct Filter(Vec<(String, String, String)>);
+fn version_of(item: &Item) -> u64 {
+    item.get("version").and_then(Value::as_u64).unwrap_or(1)
+}
 
-impl Filter {
-    fn parse(text: &str) -> Result<Self, Response> {
-        let bad = || error(StatusCode::BAD_REQUEST, &format!("Invalid filter: {text}"));
-        if text.contains('\'') {
-            return Err(bad());
-        }
-        let mut terms = Vec::new();
-        let mut rest = text.trim();
-        loop {
-            let (attr, after) = rest.split_once(' ').ok_or_else(bad)?;
-            let (op, after) = after.trim_start().split_once(' ').ok_or_else(bad)?;
-            let quoted = after.trim_start().strip_prefix('"').ok_or_else(bad)?;
-            let (value, after) = quoted.split_once('"').ok_or_else(bad)?;
-            if !matches!(op, "eq" | "co") {
-                return Err(bad());
-            }
-            terms.push((attr.to_owned(), op.to_owned(), value.to_owned()));
-            let after = after.trim_start();
-            if after.is_empty() {
-                return Ok(Self(terms));
-            }
-            rest = after.strip_prefix("or ").ok_or_else(bad)?.trim_start();
-        }
-    }
-
-    /// Whether any term matches; `get` returns the candidate values of an attribute.
-    fn matches(&self, get: impl Fn(&str) -> Vec<String>) -> bool {
-        self.0.iter().any(|(attr, op, value)| {
-            get(attr).iter().any(|have| match op.as_str() {
-                "eq" => have == value,
-                _ => have.contains(value.as_str()),
-            })
-        })
-    }
-
-    fn check_attrs(&self, allowed: &[&str]) -> Result<(), Response> {
-        match self
-            .0
-            .iter()
-            .find(|(a, _, _)| !allowed.contains(&a.as_str()))
-        {
-            Some((a, _, _)) => Err(error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid filter attribute: {a}"),
-            )),
-            None => Ok(()),
-        }
+/// The `filter` parameter, if given and not blank.
+fn filter_of(query: &HashMap<String, String>, attrs: &[&str]) -> Result<Option<Filter>, ApiError> {
+    match query.get("filter") {
+        Some(text) if !text.trim().is_empty() => Ok(Some(Filter::parse(text, attrs)?)),
+        _ => Ok(None),
     }
 }
 
-fn filter_of(query: &HashMap<String, String>) -> Result<Option<Filter>, Response> {
-    query.get("filter").map(|f| Filter::parse(f)).transpose()
-}
+// === Vaults ===
 
 async fn list_vaults(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let filter = match filter_of(&query) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Some(f) = &filter
-        && let Err(r) = f.check_attrs(&["name", "title"])
-    {
-        return r;
-    }
-    let vaults = state.store.vaults.lock().unwrap_or_else(|e| e.into_inner());
-    let list: Vec<Value> = vaults
+) -> Answer {
+    // The docs name `name`; the JS and Go SDKs send `title` (connect-api.md §3).
+    let filter = filter_of(&query, &["name", "title"])?;
+    let vaults = state.sim.store.lock();
+    let list: Vec<&crate::model::Vault> = vaults
         .iter()
-        .filter(|d| {
-            caller
-                .vaults
-                .as_ref()
-                .is_none_or(|a| a.contains(&d.vault.id))
-        })
-        .filter(|d| {
+        .map(|d| &d.vault)
+        .filter(|v| caller.may_use(&v.id))
+        .filter(|v| {
             filter
                 .as_ref()
-                .is_none_or(|f| f.matches(|_| vec![d.vault.name.clone()]))
+                .is_none_or(|f| f.matches(|_| [v.name.as_str()]))
         })
-        .map(|d| serde_json::to_value(&d.vault).unwrap_or_default())
         .collect();
-    axum::Json(list).into_response()
+    Ok(Json(list).into_response())
 }
 
 async fn get_vault(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(v): Path<String>,
-) -> Response {
-    match with_vault(&state, &caller, &v, |d| {
-        Ok(serde_json::to_value(&d.vault).unwrap_or_default())
-    }) {
-        Ok(vault) => {
-            state
-                .store
-                .record("READ", "SUCCESS", Some(&v), None, &caller.agent);
-            axum::Json(vault).into_response()
-        }
-        Err(r) => r,
-    }
+) -> Answer {
+    let vault = state.with_vault(&caller, "READ", &v, |d| Ok(d.vault.clone()))?;
+    state.record(&caller, "READ", true, &v, None);
+    Ok(Json(vault).into_response())
 }
 
+// === Items ===
+
 async fn list_items(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(v): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let filter = match filter_of(&query) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Some(f) = &filter
-        && let Err(r) = f.check_attrs(&["title", "tag"])
-    {
-        return r;
-    }
-    let result = with_vault(&state, &caller, &v, |d| {
+) -> Answer {
+    let filter = filter_of(&query, &["title", "tag"])?;
+    let list = state.with_vault(&caller, "READ", &v, |d| {
         Ok(d.items
             .iter()
             .filter(|it| {
                 filter.as_ref().is_none_or(|f| {
-                    f.matches(|attr| match attr {
-                        "title" => vec![
-                            it.get("title")
+                    f.matches(|attr| -> Vec<&str> {
+                        match attr {
+                            "title" => it
+                                .get("title")
                                 .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_owned(),
-                        ],
-                        _ => it
-                            .get("tags")
-                            .and_then(Value::as_array)
-                            .map(|t| {
-                                t.iter()
-                                    .filter_map(|x| x.as_str().map(str::to_owned))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+                                .into_iter()
+                                .collect(),
+                            _ => it
+                                .get("tags")
+                                .and_then(Value::as_array)
+                                .map(|tags| tags.iter().filter_map(Value::as_str).collect())
+                                .unwrap_or_default(),
+                        }
                     })
                 })
             })
             .map(summary)
             .collect::<Vec<_>>())
-    });
-    match result {
-        Ok(list) => axum::Json(list).into_response(),
-        Err(r) => r,
-    }
+    })?;
+    Ok(Json(list).into_response())
 }
 
 async fn read_item(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((v, i)): Path<(String, String)>,
-) -> Response {
-    match with_vault(&state, &caller, &v, |d| {
+) -> Answer {
+    let item = state.with_vault(&caller, "READ", &v, |d| {
         find_item(d, &i).map(|it| it.clone())
-    }) {
-        Ok(item) => {
-            let version = item.get("version").and_then(Value::as_u64).unwrap_or(1);
-            state.store.record(
-                "READ",
-                "SUCCESS",
-                Some(&v),
-                Some((&i, version)),
-                &caller.agent,
-            );
-            axum::Json(item).into_response()
-        }
-        Err(r) => r,
-    }
+    })?;
+    state.record(&caller, "READ", true, &v, Some((&i, version_of(&item))));
+    Ok(Json(item).into_response())
 }
 
-/// Fills ids and generated values; refuses categories Connect refuses.
-fn prepare(item: &mut Item, v: &str) -> Result<(), Response> {
-    let category = item
-        .get("category")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    if !CATEGORIES.contains(&category.as_str()) || category == "CUSTOM" || category == "DOCUMENT" {
-        return Err(error(StatusCode::BAD_REQUEST, "Invalid item category"));
-    }
-    if let Some(vault) = item
-        .get("vault")
-        .and_then(|x| x.get("id"))
-        .and_then(Value::as_str)
-        && vault != v
-    {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "The item's vault does not match the path",
-        ));
-    }
-    item.insert("vault".into(), json!({ "id": v }));
-    let fields = item.entry("fields").or_insert_with(|| json!([]));
-    let Some(fields) = fields.as_array_mut() else {
-        return Err(error(StatusCode::BAD_REQUEST, "fields must be an array"));
-    };
-    for field in fields {
-        let Some(field) = field.as_object_mut() else {
-            return Err(error(StatusCode::BAD_REQUEST, "a field must be an object"));
-        };
-        if field
-            .get("id")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            field.insert("id".into(), json!(new_id()));
-        }
-        let purpose = field.get("purpose").and_then(Value::as_str).unwrap_or("");
-        if !["", "USERNAME", "PASSWORD", "NOTES"].contains(&purpose) {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid field purpose {purpose}"),
-            ));
-        }
-        if field.get("generate").and_then(Value::as_bool) == Some(true) {
-            let recipe = field.get("recipe").cloned().unwrap_or(json!({}));
-            let length = recipe
-                .get("length")
-                .and_then(Value::as_u64)
-                .unwrap_or(32)
-                .clamp(1, 64);
-            let sets: Vec<String> = recipe
-                .get("characterSets")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_else(|| vec!["LETTERS".into(), "DIGITS".into()]);
-            let mut alphabet = String::new();
-            for set in &sets {
-                alphabet.push_str(match set.as_str() {
-                    "LETTERS" => "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
-                    "DIGITS" => "0123456789",
-                    "SYMBOLS" => "!@#$%^&*()-_=+[]{}",
-                    _ => "",
-                });
-            }
-            let exclude = recipe
-                .get("excludeCharacters")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let chars: Vec<char> = alphabet.chars().filter(|c| !exclude.contains(*c)).collect();
-            if chars.is_empty() {
-                return Err(error(StatusCode::BAD_REQUEST, "Invalid recipe"));
-            }
-            let mut rng = rand::thread_rng();
-            let value: String = (0..length)
-                .map(|_| chars[rng.gen_range(0..chars.len())])
-                .collect();
-            field.insert("value".into(), json!(value));
-            field.insert("generate".into(), json!(false));
-        }
-    }
-    Ok(())
+fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
 }
 
-fn parse_item(body: &Bytes) -> Result<Item, Response> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            "Invalid item: the body must be a JSON object",
+fn parse_item(body: &Bytes) -> Result<Item, ApiError> {
+    match parse_json(body)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::bad_request(
+            "Invalid request body: an item must be a JSON object",
         )),
     }
 }
 
 async fn create_item(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(v): Path<String>,
     body: Bytes,
-) -> Response {
-    let mut item = match parse_item(&body) {
-        Ok(item) => item,
-        Err(r) => return r,
-    };
-    let result = with_vault(&state, &caller, &v, |d| {
-        prepare(&mut item, &v)?;
-        let id = new_id();
+) -> Answer {
+    let mut item = parse_item(&body)?;
+    let item = state.with_vault(&caller, "CREATE", &v, |d| {
+        normalize(&mut item, &v, Mode::Create)?;
         let stamp = now();
-        item.insert("id".into(), json!(id));
+        // Ids are the server's; files cannot be uploaded through Connect.
+        item.insert("id".into(), json!(new_id()));
         item.insert("version".into(), json!(1));
         item.insert("createdAt".into(), json!(stamp));
         item.insert("updatedAt".into(), json!(stamp));
-        item.insert("lastEditedBy".into(), json!("SIMACTORSIMACTORSIMACTOR01"));
-        for (key, default) in [
-            ("tags", json!([])),
-            ("urls", json!([])),
-            ("favorite", json!(false)),
-            ("sections", json!([])),
-            ("files", json!([])),
-        ] {
-            item.entry(key).or_insert(default);
-        }
-        item.remove("trashed");
+        item.insert("lastEditedBy".into(), json!(store::ACTOR_ID));
+        item.insert("files".into(), json!([]));
         d.items.push(item.clone());
-        d.vault.items = d.items.len() as u64;
-        d.vault.content_version += 1;
-        Ok((id, item.clone()))
-    });
-    match result {
-        Ok((id, item)) => {
-            state
-                .store
-                .record("CREATE", "SUCCESS", Some(&v), Some((&id, 1)), &caller.agent);
-            axum::Json(item).into_response()
-        }
-        Err(r) => r,
-    }
+        d.touch();
+        Ok(item)
+    })?;
+    state.record(&caller, "CREATE", true, &v, Some((item_id(&item), 1)));
+    Ok(Json(item).into_response())
 }
 
-/// Replaces `stored` by `new`, keeping what clients may not change.
-fn replace(stored: &mut Item, mut new: Item, v: &str) -> Result<(), Response> {
-    for key in ["id", "createdAt", "lastEditedBy", "version"] {
+/// Replaces `stored` by `new`, keeping what clients may not change, and bumps the version.
+fn replace(stored: &mut Item, mut new: Item, v: &str) -> Result<(), ApiError> {
+    for key in ["id", "createdAt", "lastEditedBy", "files"] {
         match stored.get(key) {
             Some(value) => new.insert(key.into(), value.clone()),
             None => new.remove(key),
         };
     }
-    new.remove("updatedAt");
-    new.remove("trashed");
-    prepare(&mut new, v)?;
-    let version = stored.get("version").and_then(Value::as_u64).unwrap_or(1) + 1;
-    new.insert("version".into(), json!(version));
+    normalize(&mut new, v, Mode::Update)?;
+    new.insert("version".into(), json!(version_of(stored) + 1));
     new.insert("updatedAt".into(), json!(now()));
     *stored = new;
     Ok(())
 }
 
 async fn update_item(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((v, i)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    let new = match parse_item(&body) {
-        Ok(item) => item,
-        Err(r) => return r,
-    };
-    let result = with_vault(&state, &caller, &v, |d| {
+) -> Answer {
+    let new = parse_item(&body)?;
+    let item = state.with_vault(&caller, "UPDATE", &v, |d| {
         let stored = find_item(d, &i)?;
         replace(stored, new, &v)?;
-        let out = stored.clone();
-        d.vault.content_version += 1;
-        Ok(out)
-    });
-    respond_write(&state, &caller, "UPDATE", &v, &i, result)
+        let item = stored.clone();
+        d.touch();
+        Ok(item)
+    })?;
+    state.record(&caller, "UPDATE", true, &v, Some((&i, version_of(&item))));
+    Ok(Json(item).into_response())
 }
 
 async fn patch_item(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((v, i)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    let Ok(Value::Array(ops)) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Invalid patch: the body must be a JSON array",
-        );
+) -> Answer {
+    let Value::Array(ops) = parse_json(&body)? else {
+        return Err(ApiError::bad_request(
+            "Invalid request body: a patch must be a JSON array",
+        ));
     };
-    let result = with_vault(&state, &caller, &v, |d| {
+    let item = state.with_vault(&caller, "UPDATE", &v, |d| {
         let stored = find_item(d, &i)?;
         if ops.is_empty() {
             return Ok(stored.clone());
@@ -578,247 +423,298 @@ async fn patch_item(
             apply_patch(&mut work, op)?;
         }
         replace(stored, work, &v)?;
-        let out = stored.clone();
-        d.vault.content_version += 1;
-        Ok(out)
-    });
-    respond_write(&state, &caller, "UPDATE", &v, &i, result)
+        let item = stored.clone();
+        d.touch();
+        Ok(item)
+    })?;
+    state.record(&caller, "UPDATE", true, &v, Some((&i, version_of(&item))));
+    Ok(Json(item).into_response())
 }
 
-/// One JSON Patch operation on the paths Connect supports.
-fn apply_patch(item: &mut Item, op: &Value) -> Result<(), Response> {
-    let bad = |m: &str| error(StatusCode::BAD_REQUEST, m);
+/// One JSON Patch operation on the paths Connect supports (connect-api.md §4): `/`, `/title`,
+/// `/favorite`, `/tags`, `/tags/{n}`, `/fields`, `/fields/{id}`, `/fields/{id}/label|value`.
+fn apply_patch(item: &mut Item, op: &Value) -> Result<(), ApiError> {
+    let bad = |m: String| ApiError::bad_request(format!("Invalid patch: {m}"));
     let kind = op
         .get("op")
         .and_then(Value::as_str)
-        .ok_or_else(|| bad("Invalid patch: missing op"))?;
+        .ok_or_else(|| bad("each operation needs an \"op\"".into()))?;
     let path = op
         .get("path")
         .and_then(Value::as_str)
-        .ok_or_else(|| bad("Invalid patch: missing path"))?;
-    let value = op.get("value").cloned();
+        .ok_or_else(|| bad("each operation needs a \"path\"".into()))?;
     if !matches!(kind, "add" | "remove" | "replace") {
-        return Err(bad(&format!("Invalid patch op: {kind}")));
+        return Err(bad(format!(
+            "unsupported op {kind:?} (add, remove or replace)"
+        )));
     }
-    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    let value = op.get("value").cloned();
+    if kind != "remove" && value.is_none() {
+        return Err(bad(format!("{kind} {path} needs a \"value\"")));
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(bad(format!("path {path:?} must start with /")));
+    };
+    let parts: Vec<String> = rest.split('/').map(unescape).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match (kind, parts.as_slice(), value) {
-        (_, [""], Some(Value::Object(whole))) => {
-            *item = whole;
+        ("add" | "replace", [""], Some(Value::Object(whole))) => *item = whole,
+        ("add" | "replace", ["title"], Some(v @ Value::String(_))) => {
+            item.insert("title".into(), v);
         }
-        ("remove", ["title" | "favorite"], _) => {
-            return Err(bad("Invalid patch: cannot remove that"));
+        ("add" | "replace", ["favorite"], Some(v @ Value::Bool(_))) => {
+            item.insert("favorite".into(), v);
         }
-        (_, ["title"], Some(v @ Value::String(_)))
-        | (_, ["favorite"], Some(v @ Value::Bool(_))) => {
-            item.insert(parts[0].into(), v);
-        }
-        (_, ["tags"], Some(v @ Value::Array(_))) => {
+        ("add" | "replace", ["tags"], Some(v @ Value::Array(_))) => {
             item.insert("tags".into(), v);
         }
+        ("remove", ["tags"], _) => {
+            item.insert("tags".into(), json!([]));
+        }
         (k, ["tags", n], v) => {
-            let tags = item.entry("tags").or_insert(json!([]));
-            let list = tags
+            let tags = item
+                .entry("tags")
+                .or_insert(json!([]))
                 .as_array_mut()
-                .ok_or_else(|| bad("tags is not a list"))?;
-            let index: usize = if *n == "-" {
-                list.len()
+                .ok_or_else(|| bad("the item's tags are not a list".into()))?;
+            let index = if *n == "-" && k == "add" {
+                tags.len()
             } else {
-                n.parse().map_err(|_| bad("Invalid tag index"))?
+                n.parse::<usize>()
+                    .map_err(|_| bad(format!("{n:?} is not a tag index")))?
             };
             match (k, v) {
-                ("add", Some(v)) if index <= list.len() => list.insert(index, v),
-                ("replace", Some(v)) if index < list.len() => list[index] = v,
-                ("remove", _) if index < list.len() => {
-                    list.remove(index);
+                ("add", Some(v @ Value::String(_))) if index <= tags.len() => tags.insert(index, v),
+                ("replace", Some(v @ Value::String(_))) if index < tags.len() => tags[index] = v,
+                ("remove", _) if index < tags.len() => {
+                    tags.remove(index);
                 }
-                _ => return Err(bad("Invalid tag patch")),
+                _ => return Err(bad(format!("{k} {path}: no such tag or not a string"))),
             }
         }
-        ("add", ["fields"], Some(Value::Object(mut field))) => {
-            if field.get("id").and_then(Value::as_str).is_none() {
-                field.insert("id".into(), json!(new_id()));
-            }
+        ("add", ["fields"], Some(Value::Object(field))) => {
             item.entry("fields")
                 .or_insert(json!([]))
                 .as_array_mut()
-                .ok_or_else(|| bad("fields is not a list"))?
+                .ok_or_else(|| bad("the item's fields are not a list".into()))?
                 .push(Value::Object(field));
         }
-        (k, ["fields", id, rest @ ..], v) => {
+        (k, ["fields", id, attr @ ..], v) if !id.is_empty() => {
             let fields = item
-                .get_mut("fields")
-                .and_then(Value::as_array_mut)
-                .ok_or_else(|| bad("The item has no fields"))?;
+                .entry("fields")
+                .or_insert(json!([]))
+                .as_array_mut()
+                .ok_or_else(|| bad("the item's fields are not a list".into()))?;
             let at = fields
                 .iter()
-                .position(|f| f.get("id").and_then(Value::as_str) == Some(*id))
-                .ok_or_else(|| bad(&format!("The item doesn't have a {id} field.")))?;
-            match (k, rest, v) {
-                ("remove", [], _) => {
+                .position(|f| f.get("id").and_then(Value::as_str) == Some(*id));
+            match (k, at, attr, v) {
+                ("add", None, [], Some(Value::Object(mut f))) => {
+                    f.insert("id".into(), json!(id));
+                    fields.push(Value::Object(f));
+                }
+                (_, None, _, _) => {
+                    return Err(ApiError::bad_request(format!(
+                        "The item doesn't have a {id} field."
+                    )));
+                }
+                ("remove", Some(at), [], _) => {
                     fields.remove(at);
                 }
-                ("replace", [], Some(Value::Object(f))) => fields[at] = Value::Object(f),
-                (_, [attr @ ("label" | "value")], Some(v @ Value::String(_))) => {
-                    fields[at][*attr] = v;
+                ("add" | "replace", Some(at), [], Some(Value::Object(mut f))) => {
+                    f.insert("id".into(), json!(id));
+                    fields[at] = Value::Object(f);
                 }
-                _ => return Err(bad("Invalid field patch")),
+                (
+                    "add" | "replace",
+                    Some(at),
+                    [a @ ("label" | "value")],
+                    Some(v @ Value::String(_)),
+                ) => {
+                    fields[at][*a] = v;
+                }
+                ("remove", Some(at), [a @ ("label" | "value")], _) => {
+                    if let Some(f) = fields[at].as_object_mut() {
+                        f.remove(*a);
+                    }
+                }
+                _ => return Err(bad(format!("{k} {path}: unsupported path or value"))),
             }
         }
-        _ => return Err(bad(&format!("Invalid patch path: {path}"))),
+        _ => return Err(bad(format!("{kind} {path}: unsupported path or value"))),
     }
     Ok(())
 }
 
-fn respond_write(
-    state: &State,
-    caller: &Caller,
-    action: &str,
-    v: &str,
-    i: &str,
-    result: Result<Item, Response>,
-) -> Response {
-    match result {
-        Ok(item) => {
-            let version = item.get("version").and_then(Value::as_u64).unwrap_or(1);
-            state.store.record(
-                action,
-                "SUCCESS",
-                Some(v),
-                Some((i, version)),
-                &caller.agent,
-            );
-            axum::Json(item).into_response()
-        }
-        Err(r) => r,
-    }
+/// Decodes one JSON-pointer segment (RFC 6901).
+fn unescape(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
 }
 
 async fn delete_item(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((v, i)): Path<(String, String)>,
-) -> Response {
-    let result = with_vault(&state, &caller, &v, |d| {
-        find_item(d, &i)?;
-        d.items
-            .retain(|it| it.get("id").and_then(Value::as_str) != Some(&i));
-        d.vault.items = d.items.len() as u64;
-        d.vault.content_version += 1;
-        Ok(())
-    });
-    match result {
-        Ok(()) => {
-            state
-                .store
-                .record("DELETE", "SUCCESS", Some(&v), Some((&i, 0)), &caller.agent);
-            StatusCode::NO_CONTENT.into_response()
+) -> Answer {
+    let version = state.with_vault(&caller, "DELETE", &v, |d| {
+        let item = find_item(d, &i)?;
+        let version = version_of(item);
+        let files: Vec<String> = item
+            .get("files")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|f| f.get("id")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        d.items.retain(|it| item_id(it) != i);
+        for f in files {
+            d.files.remove(&f);
         }
-        Err(r) => r,
-    }
+        d.touch();
+        Ok(version)
+    })?;
+    state.record(&caller, "DELETE", true, &v, Some((&i, version)));
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn files_of(d: &mut VaultData, i: &str, inline: bool) -> Result<Vec<Value>, Response> {
-    let contents = d.files.clone();
-    let item = find_item(d, i)?;
-    let mut files: Vec<Value> = item
+// === Files ===
+
+fn wants_inline(query: &HashMap<String, String>) -> bool {
+    query.get("inline_files").map(String::as_str) == Some("true")
+}
+
+/// The item's file objects, with base64 `content` when `inline` (413 if one is too large).
+fn files_of(
+    d: &mut VaultData,
+    i: &str,
+    inline_content: bool,
+    limit: usize,
+) -> Result<Vec<Value>, ApiError> {
+    let mut files: Vec<Value> = find_item(d, i)?
         .get("files")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if inline {
+    if inline_content {
         for file in &mut files {
-            let id = file.get("id").and_then(Value::as_str).unwrap_or_default();
-            let bytes = contents.get(id).cloned().unwrap_or_default();
-            if bytes.len() > MAX_INLINE_BYTES {
-                return Err(error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "File is too large to inline in request. Use the /v1/vaults/{vaultUUID}/items/{itemUUID}/files/{fileUUID}/content endpoint instead.",
-                ));
-            }
-            file["content"] = json!(STANDARD.encode(bytes));
+            let id = file
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            file["content"] = json!(inline(d, &id, limit)?);
         }
     }
     Ok(files)
 }
 
 async fn list_files(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((v, i)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let inline = query.get("inline_files").map(String::as_str) == Some("true");
-    match with_vault(&state, &caller, &v, |d| files_of(d, &i, inline)) {
-        Ok(files) => axum::Json(files).into_response(),
-        Err(r) => r,
-    }
+) -> Answer {
+    let limit = state.sim.max_inline_bytes;
+    let files = state.with_vault(&caller, "READ", &v, |d| {
+        files_of(d, &i, wants_inline(&query), limit)
+    })?;
+    Ok(Json(files).into_response())
 }
 
 async fn get_file(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((v, i, f)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let inline = query.get("inline_files").map(String::as_str) == Some("true");
-    let result = with_vault(&state, &caller, &v, |d| {
-        files_of(d, &i, inline)?
-            .into_iter()
-            .find(|x| x.get("id").and_then(Value::as_str) == Some(&f))
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("file {f} not found")))
-    });
-    match result {
-        Ok(file) => axum::Json(file).into_response(),
-        Err(r) => r,
+) -> Answer {
+    let limit = state.sim.max_inline_bytes;
+    let (file, version) = state.with_vault(&caller, "READ", &v, |d| {
+        let item = find_item(d, &i)?;
+        let version = version_of(item);
+        let mut file = file_entry(item, &f)?.clone();
+        if wants_inline(&query) {
+            file["content"] = json!(inline(d, &f, limit)?);
+        }
+        Ok((file, version))
+    })?;
+    state.record(&caller, "READ", true, &v, Some((&i, version)));
+    Ok(Json(file).into_response())
+}
+
+fn file_entry<'a>(item: &'a Item, f: &str) -> Result<&'a Value, ApiError> {
+    item.get("files")
+        .and_then(Value::as_array)
+        .and_then(|l| {
+            l.iter()
+                .find(|x| x.get("id").and_then(Value::as_str) == Some(f))
+        })
+        .ok_or_else(|| ApiError::not_found("file", f))
+}
+
+/// A file's content as base64, or 413 when it is larger than `limit`.
+fn inline(d: &VaultData, f: &str, limit: usize) -> Result<String, ApiError> {
+    let bytes = d.files.get(f).map(Vec::as_slice).unwrap_or_default();
+    if bytes.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "File is too large to inline in request. Use the /v1/vaults/{vaultUUID}/items/{itemUUID}/files/{fileUUID}/content endpoint instead.",
+        ));
     }
+    Ok(STANDARD.encode(bytes))
 }
 
 async fn file_content(
-    AxumState(state): AxumState<Shared>,
-    axum::Extension(caller): axum::Extension<Caller>,
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((v, i, f)): Path<(String, String, String)>,
-) -> Response {
-    let result = with_vault(&state, &caller, &v, |d| {
-        let file = files_of(d, &i, false)?
-            .into_iter()
-            .find(|x| x.get("id").and_then(Value::as_str) == Some(&f))
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("file {f} not found")))?;
-        let name = file
+) -> Answer {
+    let (name, bytes, version) = state.with_vault(&caller, "READ", &v, |d| {
+        let item = find_item(d, &i)?;
+        let version = version_of(item);
+        let name = file_entry(item, &f)?
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or("file")
-            .replace('"', "");
-        Ok((name, d.files.get(&f).cloned().unwrap_or_default()))
-    });
-    match result {
-        Ok((name, bytes)) => {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-                headers.insert(header::CONTENT_DISPOSITION, v);
-            }
-            (headers, bytes).into_response()
-        }
-        Err(r) => r,
+            .to_owned();
+        let bytes = d.files.get(&f).cloned().unwrap_or_default();
+        Ok((name, bytes, version))
+    })?;
+    state.record(&caller, "READ", true, &v, Some((&i, version)));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    // A name is not trusted to be a valid header value: drop quotes, backslashes and controls.
+    let safe: String = name
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
     }
+    Ok((headers, bytes).into_response())
 }
 
+// === Activity, health, metrics ===
+
 async fn activity(
-    AxumState(state): AxumState<Shared>,
+    State(state): State<Shared>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let parse = |k: &str, d: usize| query.get(k).map_or(Ok(d), |v| v.parse::<usize>());
-    let (Ok(limit), Ok(offset)) = (parse("limit", 50), parse("offset", 0)) else {
-        return error(StatusCode::BAD_REQUEST, "Invalid limit or offset");
+) -> Answer {
+    let number = |key: &str, default: usize| match query.get(key) {
+        None => Ok(default),
+        Some(text) => text.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid {key}: {text:?} is not a non-negative integer"
+            ))
+        }),
     };
-    let log = state
-        .store
-        .activity
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let limit = number("limit", 50)?;
+    let offset = number("offset", 0)?;
+    let log = state.sim.store.activity();
     let total = log.len();
     let page: Vec<Value> = log.iter().rev().skip(offset).take(limit).cloned().collect();
     let range = if page.is_empty() {
@@ -826,15 +722,19 @@ async fn activity(
     } else {
         format!("{}-{}/{total}", offset + 1, offset + page.len())
     };
-    let mut response = axum::Json(page).into_response();
-    if let Ok(v) = HeaderValue::from_str(&range) {
-        response.headers_mut().insert(header::CONTENT_RANGE, v);
+    let mut response = Json(page).into_response();
+    if let Ok(value) = HeaderValue::from_str(&range) {
+        response.headers_mut().insert(header::CONTENT_RANGE, value);
     }
-    response
+    Ok(response)
+}
+
+async fn heartbeat() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain")], ".").into_response()
 }
 
 async fn health() -> Response {
-    axum::Json(json!({
+    Json(json!({
         "name": "1Password Connect API",
         "version": CONNECT_VERSION,
         "dependencies": [
@@ -845,26 +745,159 @@ async fn health() -> Response {
     .into_response()
 }
 
-async fn metrics(AxumState(state): AxumState<Shared>) -> Response {
-    let requests = state
-        .store
-        .activity
+async fn metrics(State(state): State<Shared>) -> Response {
+    use std::fmt::Write;
+    let mut text = String::from(
+        "# HELP connect_sim_http_requests_total HTTP requests answered, by method and status.\n\
+         # TYPE connect_sim_http_requests_total counter\n",
+    );
+    for ((method, status), count) in state
+        .requests
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .len();
-    let text = format!(
-        "# HELP connect_api_requests_total API requests served.\n# TYPE connect_api_requests_total counter\nconnect_api_requests_total {requests}\n"
+        .iter()
+    {
+        let _ = writeln!(
+            text,
+            "connect_sim_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {count}"
+        );
+    }
+    text.push_str("# HELP connect_sim_vault_items Active items per vault.\n# TYPE connect_sim_vault_items gauge\n");
+    for d in state.sim.store.lock().iter() {
+        let _ = writeln!(
+            text,
+            "connect_sim_vault_items{{vault=\"{}\"}} {}",
+            d.vault.id, d.vault.items
+        );
+    }
+    let activity = state.sim.store.activity().len();
+    let _ = writeln!(
+        text,
+        "# HELP connect_sim_activity_entries API requests in the activity log.\n\
+         # TYPE connect_sim_activity_entries gauge\nconnect_sim_activity_entries {activity}"
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn item() -> Item {
+        json!({"title": "t", "tags": ["a", "b"], "favorite": false,
+               "fields": [{"id": "f1", "label": "l", "value": "v"}, {"id": "a/b~c", "value": "x"}]})
+        .as_object()
+        .cloned()
+        .unwrap()
+    }
+
+    fn patch(item: &mut Item, op: Value) -> Result<(), ApiError> {
+        apply_patch(item, &op)
+    }
+
+    #[test]
+    fn patch_paths() {
+        let mut it = item();
+        patch(
+            &mut it,
+            json!({"op": "replace", "path": "/title", "value": "new"}),
+        )
+        .unwrap();
+        patch(
+            &mut it,
+            json!({"op": "replace", "path": "/favorite", "value": true}),
+        )
+        .unwrap();
+        patch(
+            &mut it,
+            json!({"op": "add", "path": "/tags/1", "value": "x"}),
+        )
+        .unwrap();
+        patch(
+            &mut it,
+            json!({"op": "add", "path": "/tags/-", "value": "z"}),
+        )
+        .unwrap();
+        patch(&mut it, json!({"op": "remove", "path": "/tags/0"})).unwrap();
+        patch(
+            &mut it,
+            json!({"op": "replace", "path": "/fields/f1/value", "value": "v2"}),
+        )
+        .unwrap();
+        patch(
+            &mut it,
+            json!({"op": "replace", "path": "/fields/f1/label", "value": "l2"}),
+        )
+        .unwrap();
+        patch(
+            &mut it,
+            json!({"op": "replace", "path": "/fields/a~1b~0c/value", "value": "y"}),
+        )
+        .unwrap();
+        patch(
+            &mut it,
+            json!({"op": "add", "path": "/fields", "value": {"label": "n"}}),
+        )
+        .unwrap();
+        assert_eq!(it["title"], "new");
+        assert_eq!(it["favorite"], true);
+        assert_eq!(it["tags"], json!(["x", "b", "z"]));
+        assert_eq!(
+            it["fields"][0],
+            json!({"id": "f1", "label": "l2", "value": "v2"})
+        );
+        assert_eq!(it["fields"][1]["value"], "y");
+        assert_eq!(it["fields"][2], json!({"label": "n"}));
+        patch(&mut it, json!({"op": "remove", "path": "/fields/f1"})).unwrap();
+        assert_eq!(it["fields"].as_array().unwrap().len(), 2);
+        patch(
+            &mut it,
+            json!({"op": "replace", "path": "/", "value": {"title": "whole"}}),
+        )
+        .unwrap();
+        assert_eq!(Value::Object(it), json!({"title": "whole"}));
+    }
+
+    #[test]
+    fn patch_refusals() {
+        for op in [
+            json!({"op": "move", "path": "/title", "from": "/x"}),
+            json!({"op": "test", "path": "/title", "value": "t"}),
+            json!({"op": "replace", "path": "/title"}),
+            json!({"op": "replace", "path": "/title", "value": 1}),
+            json!({"op": "remove", "path": "/title"}),
+            json!({"op": "replace", "path": "/category", "value": "LOGIN"}),
+            json!({"op": "replace", "path": "title", "value": "x"}),
+            json!({"path": "/title", "value": "x"}),
+            json!({"op": "replace", "value": "x"}),
+            json!({"op": "replace", "path": "/tags/9", "value": "x"}),
+            json!({"op": "replace", "path": "/tags/x", "value": "x"}),
+            json!({"op": "replace", "path": "/fields/f1/type", "value": "OTP"}),
+            json!({"op": "replace", "path": "/fields/f1/value", "value": 5}),
+            json!({"op": "replace", "path": "/fields/nope/value", "value": "x"}),
+            json!({"op": "remove", "path": "/fields/nope"}),
+        ] {
+            let mut it = item();
+            let before = it.clone();
+            let error = patch(&mut it, op.clone()).expect_err(&op.to_string());
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{op}");
+            assert_eq!(it, before, "a refused op changes nothing: {op}");
+        }
+        let error =
+            patch(&mut item(), json!({"op": "remove", "path": "/fields/nope"})).unwrap_err();
+        assert_eq!(error.message, "The item doesn't have a nope field.");
+    }
 
     #[test]
     fn demo_ids_are_connect_ids() {
         use crate::demo::*;
-        use crate::store::is_id;
         for id in [
             DEMO_VAULT_ID,
             DEMO_DB_ITEM_ID,
@@ -874,8 +907,9 @@ mod tests {
             DEMO_FILE_ID,
             OTHER_VAULT_ID,
             OTHER_ITEM_ID,
+            OTHER_API_ITEM_ID,
         ] {
-            assert!(is_id(id), "{id}");
+            assert!(store::is_id(id), "{id}");
         }
     }
 }

@@ -1,0 +1,201 @@
+//! Proxy authentication: the job token (CST) as `Proxy-Authorization`.
+//!
+//! `Basic base64(job:token)` (so `HTTP_PROXY=http://job:token@host:port` works in every
+//! client) or `Bearer token`. The token is verified once and cached until it expires, while
+//! expiry and revocation are checked again on every request, tunnels included. The Basic user
+//! must be the token's job.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use claw_policy::contract::{Contract, ToolScope};
+use claw_policy::datadir::DataDir;
+use claw_tokens::scope::ScopeStore;
+use http::HeaderMap;
+use http::header::PROXY_AUTHORIZATION;
+use zeroize::Zeroizing;
+
+/// Credentials as presented on one request.
+pub struct Presented {
+    token: Zeroizing<String>,
+    user: Option<String>,
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented")
+            .field("token", &"[redacted]")
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+/// Extracts the presented credentials, or says why there are none usable.
+pub fn credentials(headers: &HeaderMap) -> Result<Presented, String> {
+    let mut values = headers.get_all(PROXY_AUTHORIZATION).iter();
+    let value = values
+        .next()
+        .ok_or("no Proxy-Authorization header; use http://<job>:<token>@proxy")?;
+    if values.next().is_some() {
+        return Err("more than one Proxy-Authorization header".into());
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| "Proxy-Authorization is not ASCII")?;
+    let (scheme, rest) = value
+        .split_once(' ')
+        .ok_or("Proxy-Authorization must be Basic or Bearer")?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Presented {
+            token: Zeroizing::new(rest.to_owned()),
+            user: None,
+        });
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err("Proxy-Authorization must be Basic or Bearer".into());
+    }
+    let decoded = Zeroizing::new(
+        STANDARD
+            .decode(rest)
+            .map_err(|_| "Basic credentials are not base64")?,
+    );
+    let text = std::str::from_utf8(&decoded).map_err(|_| "Basic credentials are not UTF-8")?;
+    let (user, token) = text
+        .split_once(':')
+        .ok_or("Basic credentials must be <job>:<token>")?;
+    Ok(Presented {
+        token: Zeroizing::new(token.to_owned()),
+        user: Some(user.to_owned()),
+    })
+}
+
+/// Who is calling: a verified token, its contract and its effective scope.
+pub struct Identity {
+    token: Zeroizing<String>,
+    /// The token's claims.
+    pub claims: claw_tokens::Claims,
+    /// The pinned contract.
+    pub contract: Arc<Contract>,
+    /// The contract's tool scope as narrowed at mint.
+    pub scope: Arc<ToolScope>,
+}
+
+impl Identity {
+    /// Whether `presented` carries this identity's token (constant time).
+    pub fn presented_by(&self, presented: &Presented) -> bool {
+        constant_time_eq(self.token.as_bytes(), presented.token.as_bytes())
+    }
+
+    /// The job id.
+    pub fn job(&self) -> &str {
+        &self.claims.job
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Verifies tokens against the data dir's trust store, registry and revocations.
+pub struct Auth {
+    verifier: claw_tokens::Verifier,
+    scopes: ScopeStore,
+}
+
+impl Auth {
+    /// Loads everything verification needs from the data dir.
+    pub fn new(dir: &DataDir) -> anyhow::Result<Self> {
+        Ok(Self {
+            verifier: claw_tokens::Verifier::from_data_dir(dir)?,
+            scopes: ScopeStore::new(dir.state()),
+        })
+    }
+
+    /// The proxy id tokens must name as their audience.
+    pub fn audience(&self) -> &str {
+        self.verifier.audience()
+    }
+
+    /// Verifies presented credentials into an identity, or says why not. The bool says
+    /// whether the signature check came from the cache.
+    pub fn authenticate(&self, presented: &Presented) -> Result<(Arc<Identity>, bool), String> {
+        let (claims, cached) = self
+            .verifier
+            .verify(&presented.token, claw_tokens::now())
+            .map_err(|e| e.to_string())?;
+        if let Some(user) = &presented.user
+            && *user != claims.job
+        {
+            return Err(claw_tokens::TokenError::JobMismatch { user: user.clone() }.to_string());
+        }
+        let contract = self
+            .verifier
+            .contracts
+            .contract(&claims.wpc)
+            .ok_or_else(|| format!("pinned contract {} is unknown here", claims.wpc))?;
+        let scope = self.scopes.get(&claims.scope).map_err(|e| e.to_string())?;
+        Ok((
+            Arc::new(Identity {
+                token: presented.token.clone(),
+                claims,
+                contract,
+                scope: Arc::new(scope),
+            }),
+            cached,
+        ))
+    }
+
+    /// Checks an identity is still good (not expired, not revoked).
+    pub fn recheck(&self, identity: &Identity) -> Result<(), String> {
+        self.recheck_claims(&identity.claims)
+    }
+
+    /// Checks claims are still good (not expired, not revoked).
+    pub fn recheck_claims(&self, claims: &claw_tokens::Claims) -> Result<(), String> {
+        self.verifier
+            .recheck(claims, claw_tokens::now())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(PROXY_AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn basic_and_bearer_are_understood() {
+        let basic = STANDARD.encode("job-1:tok.en.sig");
+        let p = credentials(&headers(&format!("Basic {basic}"))).unwrap();
+        assert_eq!(p.user.as_deref(), Some("job-1"));
+        assert_eq!(p.token.as_str(), "tok.en.sig");
+        let p = credentials(&headers("Bearer tok.en.sig")).unwrap();
+        assert_eq!(p.user, None);
+    }
+
+    #[test]
+    fn bad_credentials_say_why() {
+        assert!(
+            credentials(&HeaderMap::new())
+                .unwrap_err()
+                .contains("no Proxy-Authorization")
+        );
+        assert!(credentials(&headers("Digest x")).is_err());
+        assert!(credentials(&headers("Basic !!!")).is_err());
+        let no_colon = STANDARD.encode("just-a-token");
+        assert!(credentials(&headers(&format!("Basic {no_colon}"))).is_err());
+        let mut two = headers("Bearer a");
+        two.append(PROXY_AUTHORIZATION, "Bearer b".parse().unwrap());
+        assert!(credentials(&two).unwrap_err().contains("more than one"));
+    }
+}

@@ -1,0 +1,278 @@
+//! The listener: accept loop, HTTP/1.1 connections, CONNECT tunnels and interception.
+//!
+//! Per connection: hyper parses strictly (bounded head size and header count, a head deadline);
+//! the first authenticated request fixes the connection's identity and every later request
+//! must present the same token. `CONNECT` to a configured upstream is answered `200`, then TLS is
+//! terminated with a leaf for that host and each inner request is served like a plain one (the
+//! inner `Host` must name the CONNECT host). `CONNECT` to another allowed host becomes an opaque
+//! tunnel to the address that was checked.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::auth::Identity;
+use crate::respond::{self, Body};
+use crate::stack::{Proxy, Target};
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let proxy = proxy.clone();
+                    let span = info_span!("conn", client.addr = %peer);
+                    tokio::spawn(serve_connection(proxy, stream, peer).instrument(span));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Per-connection state: the identity fixed by the first authenticated request.
+#[derive(Default)]
+pub(crate) struct Connection {
+    identity: Mutex<Option<Arc<Identity>>>,
+}
+
+fn builder(proxy: &Proxy) -> http1::Builder {
+    let limits = &proxy.config.limits;
+    let mut builder = http1::Builder::new();
+    builder
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .header_read_timeout(limits.header_timeout())
+        .timer(TokioTimer::new())
+        .keep_alive(true);
+    builder
+}
+
+async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let connection = Arc::new(Connection::default());
+    let service = {
+        let proxy = proxy.clone();
+        service_fn(move |request| {
+            let proxy = proxy.clone();
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(handle(proxy, connection, peer, request).await) }
+        })
+    };
+    let served = builder(&proxy)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+    if let Err(error) = served {
+        if error.is_parse() || error.is_parse_too_large() {
+            proxy.record_malformed(peer, &error.to_string()).await;
+        }
+        debug!(%error, "connection ended with an error");
+    }
+}
+
+async fn handle(
+    proxy: Arc<Proxy>,
+    connection: Arc<Connection>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let identity = match authenticate(&proxy, &connection, request.headers()) {
+        Ok(identity) => identity,
+        Err(response) => return proxy.record_unauthenticated(peer, &request, response).await,
+    };
+    if request.method() == Method::CONNECT {
+        return connect(proxy, identity, peer, request).await;
+    }
+    let target = match Target::from_absolute(&request) {
+        Ok(target) => target,
+        Err(reason) => {
+            return proxy
+                .refuse_malformed(&identity, peer, &request, &reason, started)
+                .await;
+        }
+    };
+    proxy
+        .handle_request(&identity, peer, target, request, started)
+        .await
+}
+
+/// The identity of this request: the connection's, which the first request fixes.
+// The error is the finished 407 response the handler returns as is.
+#[allow(clippy::result_large_err)]
+fn authenticate(
+    proxy: &Proxy,
+    connection: &Connection,
+    headers: &http::HeaderMap,
+) -> Result<Arc<Identity>, Response<Body>> {
+    let presented = crate::auth::credentials(headers)
+        .map_err(|reason| respond::proxy_auth_required(&reason))?;
+    let mut fixed = connection
+        .identity
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(identity) = fixed.as_ref() {
+        if !identity.presented_by(&presented) {
+            return Err(respond::proxy_auth_required(
+                "this connection belongs to another job token",
+            ));
+        }
+        proxy
+            .auth
+            .recheck(identity)
+            .map_err(|reason| respond::proxy_auth_required(&reason))?;
+        return Ok(identity.clone());
+    }
+    let (identity, cached) = proxy
+        .auth
+        .authenticate(&presented)
+        .map_err(|reason| respond::proxy_auth_required(&reason))?;
+    let counter = if cached {
+        &proxy.metrics.token_cache_hits
+    } else {
+        &proxy.metrics.token_cache_misses
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    proxy.track_job(&identity);
+    *fixed = Some(identity.clone());
+    Ok(identity)
+}
+
+async fn connect(
+    proxy: Arc<Proxy>,
+    identity: Arc<Identity>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let target = match Target::from_connect(&request) {
+        Ok(target) => target,
+        Err(reason) => {
+            return proxy
+                .refuse_malformed(&identity, peer, &request, &reason, started)
+                .await;
+        }
+    };
+    if proxy.upstream(&target.host).is_some() {
+        if target.port != 443 {
+            return proxy
+                .refuse_egress(
+                    &identity,
+                    peer,
+                    &target,
+                    "CONNECT",
+                    "configured upstreams are intercepted on port 443 only",
+                    started,
+                )
+                .await;
+        }
+        let acceptor = match proxy.interceptor.server_config(&target.host) {
+            Ok(config) => TlsAcceptor::from(config),
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "cannot mint a leaf certificate");
+                return respond::error(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "clawproxy could not prepare interception for this host",
+                );
+            }
+        };
+        let upgrade = hyper::upgrade::on(request);
+        tokio::spawn(
+            async move {
+                match upgrade.await {
+                    Ok(upgraded) => {
+                        intercept(proxy, identity, peer, target, acceptor, upgraded).await
+                    }
+                    Err(error) => debug!(%error, "upgrade failed"),
+                }
+            }
+            .in_current_span(),
+        );
+        return Response::new(Body::default());
+    }
+    proxy
+        .open_tunnel(identity, peer, target, request, started)
+        .await
+}
+
+async fn intercept(
+    proxy: Arc<Proxy>,
+    identity: Arc<Identity>,
+    peer: SocketAddr,
+    target: Target,
+    acceptor: TlsAcceptor,
+    upgraded: hyper::upgrade::Upgraded,
+) {
+    let tls = match tokio::time::timeout(
+        proxy.config.limits.header_timeout(),
+        acceptor.accept(TokioIo::new(upgraded)),
+    )
+    .await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            // Also where a ClientHello naming another host (SNI ≠ CONNECT authority) ends.
+            debug!(%error, host = %target.host, "TLS handshake refused");
+            return;
+        }
+        Err(_) => return,
+    };
+    let service = {
+        let proxy = proxy.clone();
+        service_fn(move |request: Request<Incoming>| {
+            let proxy = proxy.clone();
+            let identity = identity.clone();
+            let target = target.clone();
+            async move {
+                let started = Instant::now();
+                if let Err(reason) = proxy.auth.recheck(&identity) {
+                    return Ok::<_, Infallible>(respond::proxy_auth_required(&reason));
+                }
+                let response = match target.inner(&request) {
+                    Ok(inner) => {
+                        proxy
+                            .handle_request(&identity, peer, inner, request, started)
+                            .await
+                    }
+                    Err(reason) => {
+                        proxy
+                            .refuse_malformed(&identity, peer, &request, &reason, started)
+                            .await
+                    }
+                };
+                Ok(response)
+            }
+        })
+    };
+    let served = builder(&proxy)
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+    if let Err(error) = served {
+        if error.is_parse() || error.is_parse_too_large() {
+            proxy.record_malformed(peer, &error.to_string()).await;
+        }
+        debug!(%error, "intercepted connection ended with an error");
+    }
+}

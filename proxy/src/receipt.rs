@@ -1,0 +1,272 @@
+//! What the proxy records about each call, handed to the verifier's log writer.
+//!
+//! Fail closed: [`Evidence::record`] resolves only once the receipt is signed and fsync'd; any
+//! error means the caller must not forward (pre-forward receipts) or must withhold the response
+//! and answer 503 (call receipts).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use claw_policy::datadir::DataDir;
+use claw_policy::keys::{self, Purpose};
+use claw_policy::trust::TrustStore;
+use claw_verifier::log::{self, LogConfig, LogHandle};
+use claw_verifier::receipt::{self, AuditKey};
+
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::stack::UNAUTHENTICATED;
+
+/// The kinds of receipt the proxy writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Durable before a mutating request is forwarded.
+    Request,
+    /// One per call, durable before the response is released.
+    Call,
+    /// Durable before an opaque tunnel is opened.
+    TunnelOpen,
+    /// When an opaque tunnel closes.
+    TunnelClose,
+}
+
+/// The request as the proxy saw it (after normalisation: what was checked is what was sent).
+#[derive(Clone, Debug, Default)]
+pub struct Req {
+    /// Method.
+    pub method: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The host the agent named.
+    pub host: String,
+    /// The port the agent named.
+    pub port: u16,
+    /// The normalised path (or the raw one when it could not be normalised).
+    pub path: String,
+    /// The query, if any.
+    pub query: Option<String>,
+    /// Keyed hash of the request body, if there was one.
+    pub body: Option<Vec<u8>>,
+}
+
+/// The classified operation.
+#[derive(Clone, Debug, Default)]
+pub struct Op {
+    /// `onepassword`, or `none` for hosts without request rules.
+    pub integration: String,
+    /// Operation name (`read_item`, `unknown`, `egress`, …).
+    pub name: String,
+    /// Vault id.
+    pub vault: Option<String>,
+    /// Vault name, when the contract needed it resolved.
+    pub vault_name: Option<String>,
+    /// Item id.
+    pub item: Option<String>,
+    /// Item category, when known.
+    pub category: Option<String>,
+    /// Entries withheld from a list response.
+    pub withheld: Option<u64>,
+}
+
+/// The decision and the rule that made it.
+#[derive(Clone, Debug)]
+pub struct Decided {
+    /// Whether the call was allowed.
+    pub allow: bool,
+    /// Stable rule identifier.
+    pub rule: String,
+    /// A plain sentence.
+    pub reason: String,
+}
+
+/// What came back from upstream.
+#[derive(Clone, Debug)]
+pub struct Resp {
+    /// Upstream status.
+    pub status: u16,
+    /// Upstream body bytes (before filtering).
+    pub body: Vec<u8>,
+    /// Whether the agent got the response.
+    pub released: bool,
+}
+
+/// One receipt to record.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    /// What kind.
+    pub kind: Kind,
+    /// The agent's address.
+    pub client: SocketAddr,
+    /// The request.
+    pub req: Req,
+    /// The operation.
+    pub op: Op,
+    /// The decision.
+    pub decision: Decided,
+    /// The upstream response, if one was received.
+    pub resp: Option<Resp>,
+    /// Milliseconds since the request head arrived.
+    pub duration_ms: u64,
+    /// Pairs a `request` receipt with its `call`.
+    pub rid: Option<String>,
+    /// Tunnel bytes (agent → upstream, upstream → agent).
+    pub tunnel_bytes: Option<(u64, u64)>,
+}
+
+/// A receipt that is durable.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// The receipt id (sent to the agent as `X-Clawproxy-Receipt`).
+    pub id: String,
+}
+
+/// The receipt could not be made durable.
+#[derive(Debug, thiserror::Error)]
+#[error("receipt not recorded: {0}")]
+pub struct NotRecorded(pub String);
+
+/// The proxy's handle on its log and its audit key.
+pub struct Evidence {
+    log: LogHandle,
+    audit: AuditKey,
+}
+
+impl Evidence {
+    /// Opens (verifying and recovering) this proxy's log in the data dir.
+    pub async fn open(dir: &DataDir, config: &Config) -> anyhow::Result<Self> {
+        let key = keys::read_signing_key(&dir.signing_key(Purpose::Proxy))?;
+        let trust = TrustStore::load(&dir.trust())?;
+        let kid = keys::kid(&key.verifying_key());
+        let proxy_id = trust
+            .key(&kid, Purpose::Proxy)
+            .map(|k| k.name.clone())
+            .context("the proxy key is not in trust.json; run `clawproxy init`")?;
+        let mut log_config = LogConfig::new(&dir.receipts(), &proxy_id);
+        log_config.segment_bytes = config.log.segment_bytes;
+        log_config.checkpoint_interval = Duration::from_millis(config.log.checkpoint_interval_ms);
+        let (log, _task) = claw_verifier::log::open(log_config, key).await?;
+        let audit = AuditKey::new(*keys::read_secret_32(&dir.audit_key())?);
+        Ok(Self { log, audit })
+    }
+
+    /// Records a receipt for `identity` (None: the request never authenticated).
+    pub async fn record(
+        &self,
+        identity: Option<&Identity>,
+        draft: Draft,
+    ) -> Result<Recorded, NotRecorded> {
+        let kind = match draft.kind {
+            Kind::Request => receipt::Kind::Request,
+            Kind::Call => receipt::Kind::Call,
+            Kind::TunnelOpen => receipt::Kind::TunnelOpen,
+            Kind::TunnelClose => receipt::Kind::TunnelClose,
+        };
+        let job = identity.map_or(UNAUTHENTICATED, |i| i.job());
+        let mut r = log::draft(kind, job);
+        r.rid = draft.rid;
+        r.client = Some(draft.client.ip().to_string());
+        if let Some(identity) = identity {
+            r.cst = Some(receipt::Cst {
+                jti: identity.claims.jti.clone(),
+                scope: identity.claims.scope.clone(),
+            });
+            r.wpc = Some(identity.claims.wpc.clone());
+        }
+        r.req = Some(receipt::Req {
+            method: draft.req.method,
+            scheme: draft.req.scheme,
+            host: draft.req.host,
+            port: draft.req.port,
+            path: draft.req.path,
+            query: draft.req.query,
+            body_hash: draft.req.body.as_deref().map(|b| self.audit.hash(b)),
+        });
+        r.op = Some(receipt::Op {
+            integration: draft.op.integration,
+            name: draft.op.name,
+            vault: draft.op.vault,
+            vault_name: draft.op.vault_name,
+            item: draft.op.item,
+            category: draft.op.category,
+            withheld: draft.op.withheld,
+        });
+        r.decision = Some(receipt::Decision {
+            allow: draft.decision.allow,
+            rule: draft.decision.rule,
+            reason: draft.decision.reason,
+        });
+        r.resp = draft.resp.map(|resp| receipt::Resp {
+            status: resp.status,
+            bytes: resp.body.len() as u64,
+            body_hash: self.audit.hash(&resp.body),
+            released: resp.released,
+        });
+        r.duration_ms = Some(draft.duration_ms);
+        r.tunnel = draft
+            .tunnel_bytes
+            .map(|(sent, received)| receipt::Tunnel { sent, received });
+        self.log
+            .append(r)
+            .await
+            .map(|a| Recorded { id: a.id })
+            .map_err(|e| NotRecorded(e.to_string()))
+    }
+
+    /// Writes the `job_close` receipt of a job whose token expired or was revoked, then a
+    /// checkpoint that covers it.
+    pub async fn close_job(
+        &self,
+        claims: &claw_tokens::Claims,
+        reason: &str,
+    ) -> Result<(), NotRecorded> {
+        let mut r = log::draft(receipt::Kind::JobClose, &claims.job);
+        r.cst = Some(receipt::Cst {
+            jti: claims.jti.clone(),
+            scope: claims.scope.clone(),
+        });
+        r.wpc = Some(claims.wpc.clone());
+        r.decision = Some(receipt::Decision {
+            allow: false,
+            rule: "job_close".into(),
+            reason: reason.to_owned(),
+        });
+        self.log
+            .append(r)
+            .await
+            .map_err(|e| NotRecorded(e.to_string()))?;
+        self.log
+            .checkpoint()
+            .await
+            .map_err(|e| NotRecorded(e.to_string()))
+    }
+
+    /// Whether the log stopped taking receipts after an I/O error.
+    pub fn is_poisoned(&self) -> bool {
+        self.log.is_poisoned()
+    }
+
+    /// Signs a final checkpoint.
+    pub async fn shutdown(&self) {
+        let _ = self.log.checkpoint().await;
+    }
+
+    /// The log's counters as Prometheus text.
+    pub fn metrics(&self) -> String {
+        let m = &self.log.metrics;
+        let receipts = m.receipts.load(Ordering::Relaxed);
+        let batches = m.batches.load(Ordering::Relaxed);
+        let micros = m.sync_micros.load(Ordering::Relaxed);
+        format!(
+            "# HELP clawproxy_receipts_total Receipts made durable.\n# TYPE clawproxy_receipts_total counter\nclawproxy_receipts_total {receipts}\n\
+             # HELP clawproxy_receipt_batches_total Group commits (one fdatasync each).\n# TYPE clawproxy_receipt_batches_total counter\nclawproxy_receipt_batches_total {batches}\n\
+             # HELP clawproxy_receipt_batch_max Largest batch so far.\n# TYPE clawproxy_receipt_batch_max gauge\nclawproxy_receipt_batch_max {}\n\
+             # HELP clawproxy_fsync_seconds_total Time spent in fdatasync.\n# TYPE clawproxy_fsync_seconds_total counter\nclawproxy_fsync_seconds_total {}\n\
+             # HELP clawproxy_receipt_log_poisoned 1 after a write or fsync error.\n# TYPE clawproxy_receipt_log_poisoned gauge\nclawproxy_receipt_log_poisoned {}\n",
+            m.max_batch.load(Ordering::Relaxed),
+            micros as f64 / 1e6,
+            u8::from(self.is_poisoned())
+        )
+    }
+}

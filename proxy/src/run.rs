@@ -1,0 +1,94 @@
+//! `clawproxy run`: load and check everything, bind, serve, and shut down cleanly.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use claw_policy::datadir::DataDir;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::intercept::Interceptor;
+use crate::receipt::Evidence;
+use crate::stack::Proxy;
+
+/// A running proxy's bound addresses and its stop switch.
+pub struct Running {
+    /// The proxy listener.
+    pub listen: std::net::SocketAddr,
+    /// The admin listener.
+    pub admin: std::net::SocketAddr,
+    /// The proxy, for tests and the demo.
+    pub proxy: Arc<Proxy>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets the log flush and sign a final checkpoint, and waits.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.done.await;
+    }
+}
+
+/// Loads the config and data dir and starts serving on the configured (or overridden)
+/// addresses. Everything that can be wrong is checked before a port binds.
+pub async fn start(
+    dir: &DataDir,
+    config: Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Running> {
+    let auth = Auth::new(dir).context("loading keys, trust and revocations")?;
+    let interceptor = Interceptor::load(dir).context("loading the interception CA")?;
+    let evidence = Evidence::open(dir, &config)
+        .await
+        .context("opening the receipt log")?;
+    let listener = TcpListener::bind(config.listen_addr())
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let admin_listener = TcpListener::bind(config.admin_addr())
+        .await
+        .with_context(|| format!("binding admin {}", config.admin))?;
+    let listen = listener.local_addr()?;
+    let admin = admin_listener.local_addr()?;
+    let proxy = Arc::new(Proxy::new(
+        config,
+        auth,
+        interceptor,
+        evidence,
+        env,
+        vec![listen, admin],
+    )?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = tokio::spawn(crate::admin::serve(proxy.clone(), admin_listener));
+    let closer = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                proxy.close_ended_jobs().await;
+            }
+        })
+    };
+    let serving = proxy.clone();
+    let done = tokio::spawn(async move {
+        crate::listen::serve(serving.clone(), listener, async {
+            let _ = stopped.await;
+        })
+        .await;
+        admin_task.abort();
+        closer.abort();
+        serving.evidence.shutdown().await;
+    });
+    info!(%listen, %admin, "clawproxy listening");
+    Ok(Running {
+        listen,
+        admin,
+        proxy,
+        stop,
+        done,
+    })
+}

@@ -1,0 +1,1374 @@
+//! The life of a request, top to bottom (pingora's words: *downstream* is the agent,
+//! *upstream* the target host).
+//!
+//! 1. `listen`: parse strictly; authenticate the job token (identity fixed per connection).
+//! 2. [`Target`]: one authority per request, decided on the parsed URI; `Host` must agree.
+//! 3. Egress: the host (and port) must be in the contract's `sandbox.network_egress`.
+//! 4. Configured upstream (Connect) → [`Proxy::inspect`]: hygiene refusals, path normalised and
+//!    classified, body inspected, contract evaluated, pre-forward receipt for mutations, the
+//!    agent's `Authorization` replaced by the real token, response buffered and checked
+//!    (category, vault), filtered or withheld, injected token redacted, call receipt made
+//!    durable, then released with `X-Clawproxy-Receipt`.
+//! 5. Any other allowed host → resolve once, judge every address, dial the judged address
+//!    (plain HTTP forwarded, CONNECT tunnelled opaquely with open/close receipts).
+//!
+//! Every refusal is answered from `respond` and receipted.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use claw_policy::classify::{self, Classified, Op as ClassifiedOp};
+use claw_policy::contract::{Category, Operation};
+use claw_policy::egress;
+use claw_policy::evaluate::{self, Decision, VaultRef};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use crate::auth::{Auth, Identity};
+use crate::config::Config;
+use crate::hygiene;
+use crate::intercept::Interceptor;
+use crate::metrics::Metrics;
+use crate::receipt::{Decided, Draft, Evidence, Kind, Op, Req, Resp};
+use crate::respond::{self, Body};
+use crate::upstream::{self, UpstreamTarget};
+
+/// The job recorded on receipts of requests that never authenticated.
+pub const UNAUTHENTICATED: &str = "(unauthenticated)";
+
+/// The header carrying the receipt id of a call.
+pub const RECEIPT_HEADER: &str = "x-clawproxy-receipt";
+
+/// Everything a request needs, built once at start.
+pub struct Proxy {
+    /// The checked config.
+    pub config: Config,
+    /// Token verification.
+    pub auth: Auth,
+    /// Leaf certificates for interception.
+    pub interceptor: Interceptor,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// The receipt log.
+    pub evidence: Evidence,
+    upstreams: HashMap<String, UpstreamTarget>,
+    own: Vec<SocketAddr>,
+    tunnels: Arc<Semaphore>,
+    vault_names: std::sync::Mutex<HashMap<String, String>>,
+    jobs: std::sync::Mutex<HashMap<String, claw_tokens::Claims>>,
+}
+
+/// The authority and target of one request.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Lowercase host, no trailing dot.
+    pub host: String,
+    /// Port (default for the scheme when absent).
+    pub port: u16,
+    /// Raw path as sent.
+    pub path: String,
+    /// Raw query as sent.
+    pub query: Option<String>,
+}
+
+impl Target {
+    /// An absolute-form request (`GET http://host/path`); `Host` must name the same authority.
+    pub fn from_absolute<B>(request: &Request<B>) -> Result<Self, String> {
+        let uri = request.uri();
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(format!(
+                    "scheme {other:?} cannot be proxied as plain HTTP; use CONNECT"
+                ));
+            }
+            None => {
+                return Err(
+                    "requests to a proxy must use an absolute URI (http://host/path)".into(),
+                );
+            }
+        }
+        let authority = uri.authority().ok_or("the URI has no host")?;
+        let (host, port) = split_authority(authority.as_str(), 80)?;
+        let target = Self {
+            scheme: "http",
+            host,
+            port,
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+        };
+        target.check_host_header(request.headers())?;
+        Ok(target)
+    }
+
+    /// A CONNECT request's authority (`host:port`, port required).
+    pub fn from_connect<B>(request: &Request<B>) -> Result<Self, String> {
+        let authority = request.uri().authority().ok_or("CONNECT needs host:port")?;
+        if authority.port().is_none() {
+            return Err("CONNECT needs host:port".into());
+        }
+        let (host, port) = split_authority(authority.as_str(), 443)?;
+        Ok(Self {
+            scheme: "https",
+            host,
+            port,
+            path: String::new(),
+            query: None,
+        })
+    }
+
+    /// An inner request of an intercepted tunnel: origin-form (or absolute-form naming this
+    /// host), and `Host` must name the tunnel's host.
+    pub fn inner<B>(&self, request: &Request<B>) -> Result<Self, String> {
+        let uri = request.uri();
+        if let Some(authority) = uri.authority() {
+            let (host, port) = split_authority(authority.as_str(), 443)?;
+            if host != self.host || port != self.port {
+                return Err(format!(
+                    "request names {host} inside a tunnel to {}",
+                    self.host
+                ));
+            }
+        }
+        let target = Self {
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+            ..self.clone()
+        };
+        target.check_host_header(request.headers())?;
+        Ok(target)
+    }
+
+    fn check_host_header(&self, headers: &http::HeaderMap) -> Result<(), String> {
+        let mut values = headers.get_all(header::HOST).iter();
+        let value = values.next().ok_or("missing Host header")?;
+        if values.next().is_some() {
+            return Err("more than one Host header".into());
+        }
+        let value = value.to_str().map_err(|_| "Host is not ASCII")?;
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        let (host, port) = split_authority(value, default)?;
+        if host != self.host || port != self.port {
+            return Err(format!(
+                "Host {value:?} does not match the request's authority {}:{}",
+                self.host, self.port
+            ));
+        }
+        Ok(())
+    }
+
+    fn req(&self, method: &Method) -> Req {
+        Req {
+            method: method.as_str().to_owned(),
+            scheme: self.scheme.to_owned(),
+            host: self.host.clone(),
+            port: self.port,
+            path: self.path.clone(),
+            query: self.query.clone(),
+            body: None,
+        }
+    }
+}
+
+/// Splits `host[:port]`, lowercasing the host and dropping one trailing dot. Userinfo and
+/// empty hosts are refused.
+fn split_authority(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+    if authority.contains('@') {
+        return Err("userinfo in the authority is not allowed".into());
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("unterminated IPv6 literal")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err("junk after an IPv6 literal".into()),
+        };
+        (format!("[{host}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (authority.to_owned(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("bad port {p:?}"))?,
+        None => default_port,
+    };
+    let host = host.strip_suffix('.').unwrap_or(&host).to_ascii_lowercase();
+    if host.is_empty() || host.ends_with('.') {
+        return Err("empty host".into());
+    }
+    Ok((host, port))
+}
+
+impl Proxy {
+    /// Builds the proxy from a checked config and its parts.
+    pub fn new(
+        config: Config,
+        auth: Auth,
+        interceptor: Interceptor,
+        evidence: Evidence,
+        env: &dyn Fn(&str) -> Option<String>,
+        own: Vec<SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        let mut upstreams = HashMap::new();
+        for upstream in &config.upstream {
+            upstreams.insert(upstream.host.clone(), UpstreamTarget::new(upstream, env)?);
+        }
+        let tunnels = Arc::new(Semaphore::new(config.limits.max_tunnels));
+        Ok(Self {
+            config,
+            auth,
+            interceptor,
+            metrics: Metrics::default(),
+            evidence,
+            upstreams,
+            own,
+            tunnels,
+            vault_names: std::sync::Mutex::new(HashMap::new()),
+            jobs: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configured upstream for `host`, if any.
+    pub fn upstream(&self, host: &str) -> Option<&UpstreamTarget> {
+        self.upstreams.get(host)
+    }
+
+    /// Handles one authenticated, non-CONNECT request.
+    pub async fn handle_request(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        target: Target,
+        request: Request<Incoming>,
+        started: Instant,
+    ) -> Response<Body> {
+        let headers = request.headers();
+        if headers.contains_key(header::CONTENT_LENGTH)
+            && headers.contains_key(header::TRANSFER_ENCODING)
+        {
+            return self
+                .refuse_malformed(
+                    identity,
+                    peer,
+                    &request,
+                    "both Content-Length and Transfer-Encoding",
+                    started,
+                )
+                .await;
+        }
+        let sandbox = &identity.contract.document().sandbox;
+        if let Decision::Deny { rule, reason } =
+            egress::check_egress(sandbox, &target.host, target.port)
+        {
+            let method = request.method().as_str().to_owned();
+            return self
+                .deny(
+                    identity,
+                    peer,
+                    target.req(request.method()),
+                    Op::unknown("none", &method),
+                    &rule,
+                    &reason,
+                    started,
+                )
+                .await;
+        }
+        match self.upstream(&target.host) {
+            Some(upstream) => {
+                self.inspect(identity, peer, target, upstream, request, started)
+                    .await
+            }
+            None => {
+                self.forward_direct(identity, peer, target, request, started)
+                    .await
+            }
+        }
+    }
+
+    /// Request-level enforcement for a configured upstream.
+    async fn inspect(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        target: Target,
+        upstream: &UpstreamTarget,
+        request: Request<Incoming>,
+        started: Instant,
+    ) -> Response<Body> {
+        let mut req = target.req(request.method());
+        let unknown = Op::unknown("onepassword", "unknown");
+        if let Err(refusal) = hygiene::refuse_unsafe(request.headers()) {
+            let rule = match refusal {
+                hygiene::Refusal::MethodOverride(_) => "method_override",
+                hygiene::Refusal::Upgrade => "protocol_upgrade",
+            };
+            return self
+                .deny(
+                    identity,
+                    peer,
+                    req,
+                    unknown,
+                    rule,
+                    &refusal.reason(),
+                    started,
+                )
+                .await;
+        }
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let classified = match classify::classify(request.method().as_str(), &path_and_query) {
+            Ok(classified) => classified,
+            Err(error) => {
+                return self
+                    .deny(
+                        identity,
+                        peer,
+                        req,
+                        unknown,
+                        "ambiguous_path",
+                        &error.to_string(),
+                        started,
+                    )
+                    .await;
+            }
+        };
+        req.path = classified.path.clone();
+        req.query = classified.query.clone();
+        let operation = match classified.op {
+            ClassifiedOp::Known(op) => op,
+            ClassifiedOp::Unknown => {
+                let reason = format!(
+                    "{} {} is not a 1Password Connect operation clawproxy knows",
+                    req.method, req.path
+                );
+                return self
+                    .deny(
+                        identity,
+                        peer,
+                        req,
+                        unknown,
+                        "unknown_operation",
+                        &reason,
+                        started,
+                    )
+                    .await;
+            }
+        };
+        let mut op = Op {
+            integration: "onepassword".into(),
+            name: operation.as_str().into(),
+            vault: classified.vault.clone(),
+            item: classified.item.clone(),
+            ..Op::default()
+        };
+
+        let (parts, body) = request.into_parts();
+        let limit = self.config.limits.max_body_bytes;
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                let reason = format!("request body over {limit} bytes");
+                let mut response = self
+                    .deny(identity, peer, req, op, "body_too_large", &reason, started)
+                    .await;
+                if response.status() == StatusCode::FORBIDDEN {
+                    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                }
+                return response;
+            }
+        };
+        if !body.is_empty() {
+            req.body = Some(body.to_vec());
+        }
+
+        // What a write body would set: its category and vault are checked like the path's.
+        let mut category = None;
+        if matches!(
+            operation,
+            Operation::CreateItem | Operation::UpdateItem | Operation::PatchItem
+        ) {
+            match evaluate::inspect_body(operation, &body) {
+                Ok(facts) => {
+                    if let Some(vault) = facts.vault.as_deref()
+                        && classified.vault.as_deref() != Some(vault)
+                    {
+                        let reason = format!("the body names vault {vault}, the path another");
+                        return self
+                            .deny(identity, peer, req, op, "allowed_vaults", &reason, started)
+                            .await;
+                    }
+                    category = facts.category;
+                }
+                Err(error) => {
+                    return self
+                        .deny(
+                            identity,
+                            peer,
+                            req,
+                            op,
+                            "uninspectable_body",
+                            &error.to_string(),
+                            started,
+                        )
+                        .await;
+                }
+            }
+            op.category = category.map(|c| c.as_str().to_owned());
+        }
+
+        let vault_ref = match classified.vault.as_deref() {
+            Some(id) => Some(VaultRef {
+                id: id.to_owned(),
+                name: self.vault_name(identity, upstream, id).await,
+            }),
+            None => None,
+        };
+        op.vault_name = vault_ref.as_ref().and_then(|v| v.name.clone());
+        let decision = evaluate::evaluate(
+            identity.contract.document(),
+            &identity.scope,
+            &evaluate::Request {
+                op: operation,
+                vault: vault_ref.clone(),
+                item: classified.item.clone(),
+                category,
+            },
+        );
+        let rule = match decision {
+            Decision::Deny { rule, reason } => {
+                return self
+                    .deny(identity, peer, req, op, &rule, &reason, started)
+                    .await;
+            }
+            Decision::Allow { rule } => rule,
+        };
+
+        // Mutations: a durable pre-forward receipt, or nothing is forwarded.
+        let mut rid = None;
+        if operation.is_mutating() {
+            let draft = self.draft(
+                Kind::Request,
+                peer,
+                &req,
+                &op,
+                true,
+                &rule,
+                "allowed; about to forward",
+                None,
+                started,
+            );
+            match self.evidence.record(Some(identity), draft).await {
+                Ok(recorded) => rid = Some(recorded.id),
+                Err(error) => {
+                    warn!(%error, "pre-forward receipt failed; not forwarding");
+                    self.metrics.request("error", operation.as_str());
+                    return respond::receipt_failed();
+                }
+            }
+        }
+
+        let upstream_response = self
+            .send_upstream(upstream, &parts, &classified, body)
+            .await;
+        let (status, mut headers, mut body) = match upstream_response {
+            Ok(parts) => parts,
+            Err(timeout) => {
+                let mut draft = self.draft(
+                    Kind::Call,
+                    peer,
+                    &req,
+                    &op,
+                    true,
+                    &rule,
+                    "upstream failed",
+                    None,
+                    started,
+                );
+                draft.rid = rid;
+                let _ = self.evidence.record(Some(identity), draft).await;
+                self.metrics.request("error", operation.as_str());
+                return respond::upstream_failed(timeout);
+            }
+        };
+        let upstream_body = body.clone();
+
+        // Response checks: a read's category, a list's entries.
+        if status.is_success() {
+            match self
+                .check_response(
+                    identity,
+                    upstream,
+                    operation,
+                    &classified,
+                    &mut body,
+                    &mut op,
+                )
+                .await
+            {
+                Ok(()) => {}
+                Err((rule, reason)) => {
+                    let mut draft = self.draft(
+                        Kind::Call,
+                        peer,
+                        &req,
+                        &op,
+                        false,
+                        &rule,
+                        &reason,
+                        None,
+                        started,
+                    );
+                    draft.resp = Some(Resp {
+                        status: status.as_u16(),
+                        body: upstream_body,
+                        released: false,
+                    });
+                    draft.rid = rid;
+                    return match self.evidence.record(Some(identity), draft).await {
+                        Ok(recorded) => {
+                            self.metrics.request("deny", operation.as_str());
+                            info!(job = identity.job(), op = operation.as_str(), decision = "withhold", %rule, status = 403u16, duration_ms = started.elapsed().as_millis() as u64, "request");
+                            with_receipt(respond::denied(&rule, &reason), &recorded.id)
+                        }
+                        Err(_) => respond::receipt_failed(),
+                    };
+                }
+            }
+        }
+
+        hygiene::clean_response(&mut headers);
+        hygiene::redact(&mut headers, &mut body, upstream.token().as_bytes());
+        let mut draft = self.draft(
+            Kind::Call,
+            peer,
+            &req,
+            &op,
+            true,
+            &rule,
+            "allowed by the contract",
+            None,
+            started,
+        );
+        draft.resp = Some(Resp {
+            status: status.as_u16(),
+            body: upstream_body,
+            released: true,
+        });
+        draft.rid = rid;
+        let recorded = match self.evidence.record(Some(identity), draft).await {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                warn!(%error, "call receipt failed; withholding the response");
+                self.metrics.request("error", operation.as_str());
+                return respond::receipt_failed();
+            }
+        };
+        self.metrics.request("allow", operation.as_str());
+        self.metrics
+            .latency
+            .observe(started.elapsed().as_secs_f64());
+        info!(job = identity.job(), op = operation.as_str(), decision = "allow", %rule, status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request");
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        headers.remove(header::CONTENT_LENGTH);
+        *response.headers_mut() = headers;
+        with_receipt(response, &recorded.id)
+    }
+
+    /// Sends the checked request upstream: the normalised path, clean headers, the real token.
+    /// `Err(true)` is a timeout, `Err(false)` any other failure.
+    async fn send_upstream(
+        &self,
+        upstream: &UpstreamTarget,
+        parts: &http::request::Parts,
+        classified: &Classified,
+        body: Bytes,
+    ) -> Result<(StatusCode, http::HeaderMap, Vec<u8>), bool> {
+        let uri = upstream
+            .uri(&classified.path, classified.query.as_deref())
+            .map_err(|_| false)?;
+        let mut builder = Request::builder().method(parts.method.clone()).uri(uri);
+        let mut headers = parts.headers.clone();
+        hygiene::clean_request(&mut headers);
+        headers.remove(header::HOST);
+        headers.remove(header::CONTENT_LENGTH);
+        hygiene::inject_bearer(&mut headers, upstream.token()).map_err(|_| false)?;
+        if let Some(h) = builder.headers_mut() {
+            *h = headers;
+        }
+        let request = builder.body(Full::new(body)).map_err(|_| false)?;
+        let timeout = self.config.limits.upstream_timeout();
+        let response = match tokio::time::timeout(timeout, upstream.client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                debug!(%error, "upstream request failed");
+                return Err(false);
+            }
+            Err(_) => return Err(true),
+        };
+        let (parts, body) = response.into_parts();
+        let limit = self.config.limits.max_body_bytes;
+        let body = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes().to_vec(),
+            Ok(Err(_)) => return Err(false),
+            Err(_) => return Err(true),
+        };
+        Ok((parts.status, parts.headers, body))
+    }
+
+    /// Checks an upstream answer against the contract; filters lists in place.
+    async fn check_response(
+        &self,
+        identity: &Identity,
+        upstream: &UpstreamTarget,
+        operation: Operation,
+        classified: &Classified,
+        body: &mut Vec<u8>,
+        op: &mut Op,
+    ) -> Result<(), (String, String)> {
+        let scope = &identity.scope;
+        match operation {
+            Operation::ReadItem
+            | Operation::CreateItem
+            | Operation::UpdateItem
+            | Operation::PatchItem => {
+                let item: Value = serde_json::from_slice(body).map_err(|_| {
+                    (
+                        "uninspectable_response".to_owned(),
+                        "the upstream item is not JSON".to_owned(),
+                    )
+                })?;
+                let category = item_category(&item)?;
+                op.category = Some(category.as_str().to_owned());
+                allowed(evaluate::category_allowed(scope, category))
+            }
+            Operation::ListItems => {
+                let mut items: Vec<Value> = serde_json::from_slice(body).map_err(|_| {
+                    (
+                        "uninspectable_response".to_owned(),
+                        "the upstream list is not a JSON array".to_owned(),
+                    )
+                })?;
+                let before = items.len();
+                items.retain(|item| {
+                    item_category(item).is_ok_and(|c| {
+                        matches!(evaluate::category_allowed(scope, c), Decision::Allow { .. })
+                    })
+                });
+                op.withheld = Some((before - items.len()) as u64);
+                *body = serde_json::to_vec(&items).unwrap_or_default();
+                Ok(())
+            }
+            Operation::ListVaults => {
+                let mut vaults: Vec<Value> = serde_json::from_slice(body).map_err(|_| {
+                    (
+                        "uninspectable_response".to_owned(),
+                        "the upstream list is not a JSON array".to_owned(),
+                    )
+                })?;
+                let before = vaults.len();
+                vaults.retain(|vault| {
+                    let id = vault.get("id").and_then(Value::as_str).unwrap_or_default();
+                    let name = vault.get("name").and_then(Value::as_str).map(str::to_owned);
+                    matches!(
+                        evaluate::vault_allowed(
+                            scope,
+                            &VaultRef {
+                                id: id.to_owned(),
+                                name
+                            }
+                        ),
+                        Decision::Allow { .. }
+                    )
+                });
+                op.withheld = Some((before - vaults.len()) as u64);
+                *body = serde_json::to_vec(&vaults).unwrap_or_default();
+                Ok(())
+            }
+            Operation::ListFiles | Operation::ReadFile | Operation::ReadFileContent => {
+                // A file answer does not say what its item is: ask upstream ourselves.
+                let (Some(vault), Some(item)) = (&classified.vault, &classified.item) else {
+                    return Err((
+                        "unknown_operation".into(),
+                        "file request without an item".into(),
+                    ));
+                };
+                let path = format!("/v1/vaults/{vault}/items/{item}");
+                let item = self.fetch_json(upstream, &path).await.ok_or((
+                    "uninspectable_response".to_owned(),
+                    "could not read the file's item to check its category".to_owned(),
+                ))?;
+                let category = item_category(&item)?;
+                op.category = Some(category.as_str().to_owned());
+                allowed(evaluate::category_allowed(scope, category))
+            }
+            Operation::GetVault
+            | Operation::DeleteItem
+            | Operation::Health
+            | Operation::Activity => Ok(()),
+        }
+    }
+
+    /// The vault's name, when the effective scope lists vaults by name (cached; Connect is
+    /// asked once per vault id).
+    async fn vault_name(
+        &self,
+        identity: &Identity,
+        upstream: &UpstreamTarget,
+        id: &str,
+    ) -> Option<String> {
+        let scope = &identity.scope;
+        if scope.allowed_vaults.iter().any(|v| v == id) {
+            return None;
+        }
+        if let Some(name) = self
+            .vault_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            return Some(name.clone());
+        }
+        let vault = self
+            .fetch_json(upstream, &format!("/v1/vaults/{id}"))
+            .await?;
+        let name = vault.get("name")?.as_str()?.to_owned();
+        self.vault_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), name.clone());
+        Some(name)
+    }
+
+    /// The proxy's own GET to an upstream (never on the agent's behalf, never released).
+    async fn fetch_json(&self, upstream: &UpstreamTarget, path: &str) -> Option<Value> {
+        if path.contains(['?', '#', '%', '\\']) || path.contains("..") {
+            return None;
+        }
+        let mut request = Request::get(upstream.uri(path, None).ok()?)
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        hygiene::inject_bearer(request.headers_mut(), upstream.token()).ok()?;
+        let timeout = self.config.limits.upstream_timeout();
+        let response = tokio::time::timeout(timeout, upstream.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let limit = self.config.limits.max_body_bytes;
+        let body = Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .ok()?;
+        serde_json::from_slice(&body.to_bytes()).ok()
+    }
+
+    /// Plain HTTP to an allowed host without request rules.
+    async fn forward_direct(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        target: Target,
+        request: Request<Incoming>,
+        started: Instant,
+    ) -> Response<Body> {
+        let req = target.req(request.method());
+        let op = Op::unknown("none", "egress");
+        let addrs = match upstream::resolve_public(&target.host, target.port, &self.own).await {
+            Ok(addrs) => addrs,
+            Err(reason) => {
+                return self
+                    .deny(identity, peer, req, op, "address_class", &reason, started)
+                    .await;
+            }
+        };
+        let (mut parts, body) = request.into_parts();
+        let limit = self.config.limits.max_body_bytes;
+        let Ok(body) = Limited::new(body, limit)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+        else {
+            return respond::too_large(limit);
+        };
+        hygiene::clean_request(&mut parts.headers);
+        let origin = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        parts.uri = match origin.parse() {
+            Ok(uri) => uri,
+            Err(_) => return respond::bad_request("bad path"),
+        };
+        let outgoing = Request::from_parts(parts, Full::new(body));
+        let timeout = self.config.limits.upstream_timeout();
+        let result = tokio::time::timeout(timeout, send_direct(addrs[0], outgoing, limit)).await;
+        let (status, mut headers, body) = match result {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) | Err(_) => {
+                let draft = self.draft(
+                    Kind::Call,
+                    peer,
+                    &req,
+                    &op,
+                    true,
+                    "network_egress",
+                    "upstream failed",
+                    None,
+                    started,
+                );
+                let _ = self.evidence.record(Some(identity), draft).await;
+                return respond::upstream_failed(result.is_err());
+            }
+        };
+        hygiene::clean_response(&mut headers);
+        let mut draft = self.draft(
+            Kind::Call,
+            peer,
+            &req,
+            &op,
+            true,
+            "network_egress",
+            "host is in network_egress",
+            None,
+            started,
+        );
+        draft.resp = Some(Resp {
+            status: status.as_u16(),
+            body: body.clone(),
+            released: true,
+        });
+        let Ok(recorded) = self.evidence.record(Some(identity), draft).await else {
+            return respond::receipt_failed();
+        };
+        self.metrics.request("allow", "egress");
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        headers.remove(header::CONTENT_LENGTH);
+        *response.headers_mut() = headers;
+        with_receipt(response, &recorded.id)
+    }
+
+    /// `CONNECT` to an allowed host without request rules: an opaque tunnel to the judged
+    /// address, with durable open and close receipts, cut when the token expires or is revoked.
+    pub async fn open_tunnel(
+        self: Arc<Self>,
+        identity: Arc<Identity>,
+        peer: SocketAddr,
+        target: Target,
+        request: Request<Incoming>,
+        started: Instant,
+    ) -> Response<Body> {
+        let req = target.req(request.method());
+        let op = Op::unknown("none", "tunnel");
+        let sandbox = &identity.contract.document().sandbox;
+        if let Decision::Deny { rule, reason } =
+            egress::check_egress(sandbox, &target.host, target.port)
+        {
+            return self
+                .deny(&identity, peer, req, op, &rule, &reason, started)
+                .await;
+        }
+        let addrs = match upstream::resolve_public(&target.host, target.port, &self.own).await {
+            Ok(addrs) => addrs,
+            Err(reason) => {
+                return self
+                    .deny(&identity, peer, req, op, "address_class", &reason, started)
+                    .await;
+            }
+        };
+        let Ok(permit) = self.tunnels.clone().try_acquire_owned() else {
+            return respond::error(StatusCode::SERVICE_UNAVAILABLE, "too many open tunnels");
+        };
+        let draft = self.draft(
+            Kind::TunnelOpen,
+            peer,
+            &req,
+            &op,
+            true,
+            "network_egress",
+            "host is in network_egress",
+            None,
+            started,
+        );
+        let opened = match self.evidence.record(Some(&identity), draft).await {
+            Ok(recorded) => recorded,
+            Err(_) => return respond::receipt_failed(),
+        };
+        let upstream = match tokio::time::timeout(
+            self.config.limits.upstream_timeout(),
+            tokio::net::TcpStream::connect(addrs[0]),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            _ => {
+                let mut draft = self.draft(
+                    Kind::TunnelClose,
+                    peer,
+                    &req,
+                    &op,
+                    true,
+                    "network_egress",
+                    "upstream connection failed",
+                    None,
+                    started,
+                );
+                draft.rid = Some(opened.id);
+                draft.tunnel_bytes = Some((0, 0));
+                let _ = self.evidence.record(Some(&identity), draft).await;
+                return respond::upstream_failed(false);
+            }
+        };
+        let upgrade = hyper::upgrade::on(request);
+        let proxy = self.clone();
+        let open_id = opened.id.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            proxy.metrics.open_tunnels.fetch_add(1, Ordering::Relaxed);
+            let (sent, received) = match upgrade.await {
+                Ok(agent) => proxy.pump(&identity, TokioIo::new(agent), upstream).await,
+                Err(_) => (0, 0),
+            };
+            proxy.metrics.open_tunnels.fetch_sub(1, Ordering::Relaxed);
+            let mut draft = proxy.draft(
+                Kind::TunnelClose,
+                peer,
+                &req,
+                &op,
+                true,
+                "network_egress",
+                "tunnel closed",
+                None,
+                started,
+            );
+            draft.rid = Some(opened.id);
+            draft.tunnel_bytes = Some((sent, received));
+            let _ = proxy.evidence.record(Some(&identity), draft).await;
+        });
+        with_receipt(Response::new(Body::default()), &open_id)
+    }
+
+    /// Copies bytes both ways until either side closes, the tunnel idles out, or the token
+    /// stops being valid. Returns (agent → upstream, upstream → agent) byte counts.
+    async fn pump<A>(
+        &self,
+        identity: &Identity,
+        agent: A,
+        upstream: tokio::net::TcpStream,
+    ) -> (u64, u64)
+    where
+        A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let sent = AtomicU64::new(0);
+        let received = AtomicU64::new(0);
+        let idle = self.config.limits.idle_timeout();
+        let (mut agent_read, mut agent_write) = tokio::io::split(agent);
+        let (mut upstream_read, mut upstream_write) = upstream.into_split();
+        let up = copy_counting(&mut agent_read, &mut upstream_write, &sent, idle);
+        let down = copy_counting(&mut upstream_read, &mut agent_write, &received, idle);
+        let watch = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if self.auth.recheck(identity).is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = async { tokio::join!(up, down) } => {}
+            _ = watch => debug!("tunnel cut: token no longer valid"),
+        }
+        (
+            sent.load(Ordering::Relaxed),
+            received.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Receipts and answers a request that could not be handled safely (400).
+    pub async fn refuse_malformed<B>(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        request: &Request<B>,
+        reason: &str,
+        started: Instant,
+    ) -> Response<Body> {
+        let req = Req {
+            method: request.method().as_str().to_owned(),
+            path: request.uri().path().to_owned(),
+            host: request.uri().host().unwrap_or_default().to_owned(),
+            ..Req::default()
+        };
+        let draft = self.draft(
+            Kind::Call,
+            peer,
+            &req,
+            &Op::unknown("none", "unknown"),
+            false,
+            "malformed_request",
+            reason,
+            None,
+            started,
+        );
+        match self.evidence.record(Some(identity), draft).await {
+            Ok(recorded) => with_receipt(respond::bad_request(reason), &recorded.id),
+            Err(_) => respond::receipt_failed(),
+        }
+    }
+
+    /// Receipts and answers a CONNECT the egress rules refuse.
+    pub async fn refuse_egress(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        target: &Target,
+        method: &str,
+        reason: &str,
+        started: Instant,
+    ) -> Response<Body> {
+        let req = Req {
+            method: method.to_owned(),
+            ..target.req(&Method::CONNECT)
+        };
+        self.deny(
+            identity,
+            peer,
+            req,
+            Op::unknown("none", "tunnel"),
+            "network_egress",
+            reason,
+            started,
+        )
+        .await
+    }
+
+    /// Records a request hyper refused before it reached a handler (bad framing, oversize
+    /// head): no identity is known, so it goes under [`UNAUTHENTICATED`].
+    pub async fn record_malformed(&self, peer: SocketAddr, reason: &str) {
+        let draft = self.draft(
+            Kind::Call,
+            peer,
+            &Req::default(),
+            &Op::unknown("none", "unknown"),
+            false,
+            "malformed_request",
+            reason,
+            None,
+            Instant::now(),
+        );
+        let _ = self.evidence.record(None, draft).await;
+        self.metrics.request("deny", "malformed");
+    }
+
+    /// Receipts a request refused with 407 under [`UNAUTHENTICATED`] (no job is known), so
+    /// failed authentication leaves a trace too.
+    pub async fn record_unauthenticated<B>(
+        &self,
+        peer: SocketAddr,
+        request: &Request<B>,
+        response: Response<Body>,
+    ) -> Response<Body> {
+        let req = Req {
+            method: request.method().as_str().to_owned(),
+            host: request.uri().host().unwrap_or_default().to_owned(),
+            path: request.uri().path().to_owned(),
+            ..Req::default()
+        };
+        let draft = self.draft(
+            Kind::Call,
+            peer,
+            &req,
+            &Op::unknown("none", "unknown"),
+            false,
+            "proxy_auth",
+            "missing or invalid job token",
+            None,
+            Instant::now(),
+        );
+        self.metrics.request("deny", "proxy_auth");
+        match self.evidence.record(None, draft).await {
+            Ok(recorded) => with_receipt(response, &recorded.id),
+            Err(_) => respond::receipt_failed(),
+        }
+    }
+
+    /// Remembers a job seen here, so its `job_close` is written when its token ends.
+    pub fn track_job(&self, identity: &Identity) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(identity.claims.jti.clone())
+            .or_insert_with(|| identity.claims.clone());
+    }
+
+    /// Writes `job_close` for every tracked token that expired or was revoked. Runs every
+    /// second; returns how many it closed.
+    pub async fn close_ended_jobs(&self) -> usize {
+        let ended: Vec<(claw_tokens::Claims, String)> = {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.values()
+                .filter_map(|claims| {
+                    self.auth
+                        .recheck_claims(claims)
+                        .err()
+                        .map(|reason| (claims.clone(), reason))
+                })
+                .collect()
+        };
+        let mut closed = 0;
+        for (claims, reason) in ended {
+            if self.evidence.close_job(&claims, &reason).await.is_ok() {
+                self.jobs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&claims.jti);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Receipts and answers a denial (403 in the Connect error shape naming the rule).
+    #[allow(clippy::too_many_arguments)]
+    async fn deny(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        req: Req,
+        op: Op,
+        rule: &str,
+        reason: &str,
+        started: Instant,
+    ) -> Response<Body> {
+        let name = op.name.clone();
+        let draft = self.draft(
+            Kind::Call,
+            peer,
+            &req,
+            &op,
+            false,
+            rule,
+            reason,
+            None,
+            started,
+        );
+        match self.evidence.record(Some(identity), draft).await {
+            Ok(recorded) => {
+                self.metrics.request("deny", &name);
+                info!(job = identity.job(), op = %name, decision = "deny", %rule, status = 403u16, duration_ms = started.elapsed().as_millis() as u64, "request");
+                with_receipt(respond::denied(rule, reason), &recorded.id)
+            }
+            Err(error) => {
+                warn!(%error, "denial receipt failed");
+                respond::receipt_failed()
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn draft(
+        &self,
+        kind: Kind,
+        client: SocketAddr,
+        req: &Req,
+        op: &Op,
+        allow: bool,
+        rule: &str,
+        reason: &str,
+        resp: Option<Resp>,
+        started: Instant,
+    ) -> Draft {
+        Draft {
+            kind,
+            client,
+            req: req.clone(),
+            op: op.clone(),
+            decision: Decided {
+                allow,
+                rule: rule.to_owned(),
+                reason: reason.to_owned(),
+            },
+            resp,
+            duration_ms: started.elapsed().as_millis() as u64,
+            rid: None,
+            tunnel_bytes: None,
+        }
+    }
+}
+
+impl Op {
+    fn unknown(integration: &str, name: &str) -> Self {
+        Self {
+            integration: integration.to_owned(),
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+fn allowed(decision: Decision) -> Result<(), (String, String)> {
+    match decision {
+        Decision::Allow { .. } => Ok(()),
+        Decision::Deny { rule, reason } => Err((rule, reason)),
+    }
+}
+
+fn item_category(item: &Value) -> Result<Category, (String, String)> {
+    let text = item.get("category").and_then(Value::as_str).ok_or((
+        "allowed_categories".to_owned(),
+        "the item has no category".to_owned(),
+    ))?;
+    Category::from_str(text).map_err(|_| {
+        (
+            "allowed_categories".to_owned(),
+            format!("item category {text:?} is not one clawproxy knows"),
+        )
+    })
+}
+
+fn with_receipt(mut response: Response<Body>, id: &str) -> Response<Body> {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert(RECEIPT_HEADER, value);
+    }
+    response
+}
+
+async fn send_direct(
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+    limit: usize,
+) -> anyhow::Result<(StatusCode, http::HeaderMap, Vec<u8>)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await?;
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_bytes()
+        .to_vec();
+    Ok((parts.status, parts.headers, body))
+}
+
+async fn copy_counting<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    counter: &AtomicU64,
+    idle: std::time::Duration,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match tokio::time::timeout(idle, reader.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        if writer.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn absolute(uri: &str, host: Option<&str>) -> Result<Target, String> {
+        let mut builder = Request::get(uri);
+        if let Some(host) = host {
+            builder = builder.header(header::HOST, host);
+        }
+        Target::from_absolute(&builder.body(()).unwrap())
+    }
+
+    #[test]
+    fn authority_and_host_must_agree() {
+        let t = absolute(
+            "http://Connect.1Password.com./v1/vaults",
+            Some("connect.1password.com"),
+        )
+        .unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("connect.1password.com", 80));
+        assert!(absolute("http://connect.1password.com/v1", Some("evil.example")).is_err());
+        assert!(
+            absolute(
+                "http://connect.1password.com/v1",
+                Some("connect.1password.com:8080")
+            )
+            .is_err()
+        );
+        assert!(absolute("http://connect.1password.com/v1", None).is_err());
+        assert!(
+            absolute(
+                "http://user@connect.1password.com/v1",
+                Some("connect.1password.com")
+            )
+            .is_err()
+        );
+        assert!(absolute("/v1/vaults", Some("connect.1password.com")).is_err());
+        assert!(
+            absolute(
+                "https://connect.1password.com/v1",
+                Some("connect.1password.com")
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn authorities_split_strictly() {
+        assert_eq!(
+            split_authority("[::1]:8080", 80).unwrap(),
+            ("[::1]".into(), 8080)
+        );
+        assert_eq!(
+            split_authority("a.example", 443).unwrap(),
+            ("a.example".into(), 443)
+        );
+        for bad in [
+            "a.example:0",
+            "a.example:99999",
+            "a.example:x",
+            ":80",
+            "[::1",
+            "[::1]x",
+            ".",
+        ] {
+            assert!(split_authority(bad, 80).is_err(), "{bad}");
+        }
+    }
+}
