@@ -4,11 +4,13 @@
 //! - `flow`: the seed contract end to end: allowed, withheld, denied, receipts, injection;
 //! - `auth`: proxy authentication, identity per connection, revocation and expiry mid-job;
 //! - `threats`: one module per class of ../shared/reference/threats.md;
-//! - `clients`: curl over plain HTTP and HTTPS with interception.
+//! - `clients`: curl over plain HTTP and HTTPS with interception;
+//! - `sdk`: the official Python and JS Connect SDKs through the proxy, HTTP and HTTPS.
 
 mod auth;
 mod clients;
 mod flow;
+mod sdk;
 mod threats;
 
 use claw_tests::raw::{self, RawResponse, basic};
