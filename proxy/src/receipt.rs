@@ -10,14 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use claw_policy::datadir::DataDir;
-use claw_policy::keys::{self, Purpose};
-use claw_policy::trust::TrustStore;
-use claw_verifier::log::{self, LogConfig, LogHandle};
+use claw_verifier::log::{self, JobClose, LogConfig, LogHandle, LogWriter};
 use claw_verifier::receipt::{self, AuditKey};
 
 use crate::auth::Identity;
 use crate::config::Config;
-use crate::stack::UNAUTHENTICATED;
 
 /// The kinds of receipt the proxy writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,18 +133,11 @@ pub struct Evidence {
 impl Evidence {
     /// Opens (verifying and recovering) this proxy's log in the data dir.
     pub async fn open(dir: &DataDir, config: &Config) -> anyhow::Result<Self> {
-        let key = keys::read_signing_key(&dir.signing_key(Purpose::Proxy))?;
-        let trust = TrustStore::load(&dir.trust())?;
-        let kid = keys::kid(&key.verifying_key());
-        let proxy_id = trust
-            .key(&kid, Purpose::Proxy)
-            .map(|k| k.name.clone())
-            .context("the proxy key is not in trust.json; run `clawproxy init`")?;
-        let mut log_config = LogConfig::new(&dir.receipts(), &proxy_id);
+        let mut log_config = LogConfig::from_data_dir(dir).context("opening the receipt log")?;
         log_config.segment_bytes = config.log.segment_bytes;
         log_config.checkpoint_interval = Duration::from_millis(config.log.checkpoint_interval_ms);
-        let (log, _task) = claw_verifier::log::open(log_config, key).await?;
-        let audit = AuditKey::new(*keys::read_secret_32(&dir.audit_key())?);
+        let (log, _task) = LogWriter::open(log_config).await?;
+        let audit = log.audit().clone();
         Ok(Self { log, audit })
     }
 
@@ -163,8 +153,9 @@ impl Evidence {
             Kind::TunnelOpen => receipt::Kind::TunnelOpen,
             Kind::TunnelClose => receipt::Kind::TunnelClose,
         };
-        let job = identity.map_or(UNAUTHENTICATED, |i| i.job());
-        let mut r = log::draft(kind, job);
+        // Receipts of requests that never authenticated go under the reserved job.
+        let job = identity.map_or(receipt::ANONYMOUS_JOB, |i| i.job());
+        let mut r = log::Draft::new(kind, job);
         r.rid = draft.rid;
         r.client = Some(draft.client.ip().to_string());
         if let Some(identity) = identity {
@@ -206,7 +197,10 @@ impl Evidence {
         r.duration_ms = Some(draft.duration_ms);
         r.tunnel = draft
             .tunnel_bytes
-            .map(|(sent, received)| receipt::Tunnel { sent, received });
+            .map(|(to_upstream, to_client)| receipt::Tunnel {
+                to_upstream,
+                to_client,
+            });
         self.log
             .append(r)
             .await
@@ -221,25 +215,22 @@ impl Evidence {
         claims: &claw_tokens::Claims,
         reason: &str,
     ) -> Result<(), NotRecorded> {
-        let mut r = log::draft(receipt::Kind::JobClose, &claims.job);
-        r.cst = Some(receipt::Cst {
+        let closed = if reason.contains("revoked") {
+            receipt::Closed::Revoked
+        } else {
+            receipt::Closed::Expired
+        };
+        let mut close = JobClose::new(claims.job.clone(), closed);
+        close.cst = Some(receipt::Cst {
             jti: claims.jti.clone(),
             scope: claims.scope.clone(),
         });
-        r.wpc = Some(claims.wpc.clone());
-        r.decision = Some(receipt::Decision {
-            allow: false,
-            rule: "job_close".into(),
-            reason: reason.to_owned(),
-        });
-        self.log
-            .append(r)
-            .await
-            .map_err(|e| NotRecorded(e.to_string()))?;
-        self.log
-            .checkpoint()
-            .await
-            .map_err(|e| NotRecorded(e.to_string()))
+        close.wpc = Some(claims.wpc.clone());
+        // Writes job_close, then a checkpoint covering it. Already closed in this log: done.
+        match self.log.close_job(close).await {
+            Ok(_) | Err(log::LogError::JobClosed(_)) => Ok(()),
+            Err(e) => Err(NotRecorded(e.to_string())),
+        }
     }
 
     /// Whether the log stopped taking receipts after an I/O error.
@@ -247,26 +238,55 @@ impl Evidence {
         self.log.is_poisoned()
     }
 
-    /// Signs a final checkpoint.
+    /// Drains the log and signs a final checkpoint.
     pub async fn shutdown(&self) {
-        let _ = self.log.checkpoint().await;
+        let _ = self.log.shutdown().await;
     }
 
     /// The log's counters as Prometheus text.
     pub fn metrics(&self) -> String {
-        let m = &self.log.metrics;
-        let receipts = m.receipts.load(Ordering::Relaxed);
-        let batches = m.batches.load(Ordering::Relaxed);
-        let micros = m.sync_micros.load(Ordering::Relaxed);
-        format!(
-            "# HELP clawproxy_receipts_total Receipts made durable.\n# TYPE clawproxy_receipts_total counter\nclawproxy_receipts_total {receipts}\n\
-             # HELP clawproxy_receipt_batches_total Group commits (one fdatasync each).\n# TYPE clawproxy_receipt_batches_total counter\nclawproxy_receipt_batches_total {batches}\n\
-             # HELP clawproxy_receipt_batch_max Largest batch so far.\n# TYPE clawproxy_receipt_batch_max gauge\nclawproxy_receipt_batch_max {}\n\
-             # HELP clawproxy_fsync_seconds_total Time spent in fdatasync.\n# TYPE clawproxy_fsync_seconds_total counter\nclawproxy_fsync_seconds_total {}\n\
+        use std::fmt::Write;
+        let m = self.log.metrics();
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "# HELP clawproxy_receipts_total Receipts made durable.\n# TYPE clawproxy_receipts_total counter\nclawproxy_receipts_total {}\n\
+             # HELP clawproxy_receipt_checkpoints_total Checkpoints signed.\n# TYPE clawproxy_receipt_checkpoints_total counter\nclawproxy_receipt_checkpoints_total {}\n\
              # HELP clawproxy_receipt_log_poisoned 1 after a write or fsync error.\n# TYPE clawproxy_receipt_log_poisoned gauge\nclawproxy_receipt_log_poisoned {}\n",
-            m.max_batch.load(Ordering::Relaxed),
-            micros as f64 / 1e6,
+            m.receipts.load(Ordering::Relaxed),
+            m.checkpoints.load(Ordering::Relaxed),
             u8::from(self.is_poisoned())
-        )
+        );
+        for (name, help, histogram) in [
+            (
+                "clawproxy_receipt_batch_size",
+                "Receipts per group commit (one fdatasync each).",
+                &m.batch_size,
+            ),
+            (
+                "clawproxy_fsync_seconds",
+                "Latency of one receipt-log fdatasync.",
+                &m.fsync_seconds,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            let mut cumulative = 0;
+            for (bound, count) in histogram.buckets() {
+                cumulative += count;
+                let le = if bound.is_infinite() {
+                    "+Inf".to_owned()
+                } else {
+                    bound.to_string()
+                };
+                let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(
+                out,
+                "{name}_sum {}\n{name}_count {}",
+                histogram.sum(),
+                histogram.count()
+            );
+        }
+        out
     }
 }

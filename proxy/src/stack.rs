@@ -46,7 +46,7 @@ use crate::respond::{self, Body};
 use crate::upstream::{self, UpstreamTarget};
 
 /// The job recorded on receipts of requests that never authenticated.
-pub const UNAUTHENTICATED: &str = "(unauthenticated)";
+pub use claw_verifier::receipt::ANONYMOUS_JOB as UNAUTHENTICATED;
 
 /// The header carrying the receipt id of a call.
 pub const RECEIPT_HEADER: &str = "x-clawproxy-receipt";

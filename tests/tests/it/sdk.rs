@@ -20,8 +20,15 @@ fn installed(path: &Path) -> bool {
     if path.exists() {
         return true;
     }
-    assert!(std::env::var_os("CI").is_none(), "{} is missing: run tests/sdk/setup.sh", path.display());
-    eprintln!("skipping: {} is missing (run tests/sdk/setup.sh)", path.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: run tests/sdk/setup.sh",
+        path.display()
+    );
+    eprintln!(
+        "skipping: {} is missing (run tests/sdk/setup.sh)",
+        path.display()
+    );
     false
 }
 
@@ -38,15 +45,24 @@ async fn run(stack: &Stack, token: &str, scheme: &str, program: &Path, script: &
         .env("HTTPS_PROXY", &proxy)
         .env("http_proxy", &proxy)
         .env("https_proxy", &proxy)
-        .env("OP_CONNECT_HOST", format!("{scheme}://connect.1password.com"))
+        .env(
+            "OP_CONNECT_HOST",
+            format!("{scheme}://connect.1password.com"),
+        )
         .env("OP_CONNECT_TOKEN", "agent-placeholder-not-the-real-token")
         .env("OP_VAULT", DEMO_VAULT_ID)
         .env("DB_ITEM", DEMO_DB_ITEM_ID)
         .env("LOGIN_ITEM", DEMO_LOGIN_ITEM_ID)
         .env("SSL_CERT_FILE", stack.ca())
         .env("NODE_EXTRA_CA_CERTS", stack.ca())
-        .env("SDK_NODE_MODULES", root().join("tests/sdk/node/node_modules"));
-    let out = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+        .env(
+            "SDK_NODE_MODULES",
+            root().join("tests/sdk/node/node_modules"),
+        );
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -64,7 +80,14 @@ async fn python_sdk_through_the_proxy() {
     }
     let (stack, token) = seed_stack().await;
     for scheme in ["http", "https"] {
-        run(&stack, &token, scheme, &python, "tests/e2e/sdk_through_proxy.py").await;
+        run(
+            &stack,
+            &token,
+            scheme,
+            &python,
+            "tests/e2e/sdk_through_proxy.py",
+        )
+        .await;
     }
 }
 
@@ -75,6 +98,13 @@ async fn js_sdk_through_the_proxy() {
     }
     let (stack, token) = seed_stack().await;
     for scheme in ["http", "https"] {
-        run(&stack, &token, scheme, Path::new("node"), "tests/e2e/sdk_through_proxy.js").await;
+        run(
+            &stack,
+            &token,
+            scheme,
+            Path::new("node"),
+            "tests/e2e/sdk_through_proxy.js",
+        )
+        .await;
     }
 }
