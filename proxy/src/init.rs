@@ -7,7 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use anyhow::{Context, bail};
 use claw_policy::datadir::{DataDir, InitKeys, init_keys};
 use claw_policy::keys;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::KeyPair;
 
 /// What `init` created.
 #[derive(Debug)]
@@ -81,19 +81,8 @@ token_env = "OP_CONNECT_TOKEN"     # or: token_file = "/run/secrets/connect-toke
 }
 
 fn write_ca(dir: &DataDir, force: bool) -> anyhow::Result<()> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "clawproxy interception CA");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "clawproxy");
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    // The same subject the interceptor rebuilds, so leaves name this certificate as issuer.
+    let mut params = crate::intercept::ca_params();
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(365);

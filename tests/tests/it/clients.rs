@@ -5,33 +5,6 @@ use std::process::Command;
 
 use super::*;
 
-fn curl(stack: &Stack, token: &str, url: &str, extra: &[&str]) -> (u16, String) {
-    let proxy = format!("http://job-1:{token}@{}", stack.addr());
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "--max-time",
-            "10",
-            "--noproxy",
-            "",
-            "-x",
-            &proxy,
-        ])
-        .args(["--cacert", stack.ca().to_str().unwrap()])
-        .args(["-H", "Authorization: Bearer placeholder"])
-        .args(extra)
-        .arg(url)
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .output()
-        .expect("curl is installed");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
 #[tokio::test]
 async fn curl_over_http_and_https_gets_exactly_what_the_contract_allows() {
     let (stack, token) = seed_stack().await;
@@ -81,5 +54,4 @@ async fn curl_over_http_and_https_gets_exactly_what_the_contract_allows() {
             "{scheme}: {deleted}"
         );
     }
-    let _ = curl;
 }
