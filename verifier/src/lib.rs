@@ -5,9 +5,11 @@
 //! - [`checkpoint`]: C2SP signed notes and checkpoints (Ed25519);
 //! - [`receipt`]: the receipt format, canonical bytes, signing, strict verification, keyed
 //!   body hashes;
-//! - [`log`]: the durable group-commit log writer and the streaming log reader.
+//! - [`log`]: the durable group-commit log writer and the streaming log reader;
+//! - [`view`]: the reviewer's page, one self-contained HTML file built from a report.
 
 pub mod checkpoint;
 pub mod log;
 pub mod merkle;
 pub mod receipt;
+pub mod view;

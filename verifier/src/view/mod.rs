@@ -25,7 +25,10 @@ pub fn render(report: &serde_json::Value) -> String {
 }
 
 /// Serves the rendered page at `/` (and the report at `/report.json`) until the task ends.
-pub async fn serve(report: serde_json::Value, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+pub async fn serve(
+    report: serde_json::Value,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
     let page = render(&report);
     let app = Router::new()
         .route(
@@ -70,7 +73,10 @@ mod tests {
         assert!(!page.contains("</script><script>alert(1)"));
         assert!(page.contains("\\u003c/script\\u003e"));
         assert!(!page.contains(SLOT));
-        assert_eq!(page.matches("</script>").count(), PAGE.matches("</script>").count());
+        assert_eq!(
+            page.matches("</script>").count(),
+            PAGE.matches("</script>").count()
+        );
     }
 
     #[test]
