@@ -665,49 +665,20 @@ impl Proxy {
                 op.category = Some(category.as_str().to_owned());
                 allowed(evaluate::category_allowed(scope, category))
             }
-            Operation::ListItems => {
-                let mut items: Vec<Value> = serde_json::from_slice(body).map_err(|_| {
-                    (
-                        "uninspectable_response".to_owned(),
-                        "the upstream list is not a JSON array".to_owned(),
-                    )
-                })?;
-                let before = items.len();
-                items.retain(|item| {
-                    item_category(item).is_ok_and(|c| {
-                        matches!(evaluate::category_allowed(scope, c), Decision::Allow { .. })
-                    })
-                });
-                op.withheld = Some((before - items.len()) as u64);
-                *body = serde_json::to_vec(&items).unwrap_or_default();
-                Ok(())
-            }
-            Operation::ListVaults => {
-                let mut vaults: Vec<Value> = serde_json::from_slice(body).map_err(|_| {
-                    (
-                        "uninspectable_response".to_owned(),
-                        "the upstream list is not a JSON array".to_owned(),
-                    )
-                })?;
-                let before = vaults.len();
-                vaults.retain(|vault| {
-                    let id = vault.get("id").and_then(Value::as_str).unwrap_or_default();
-                    let name = vault.get("name").and_then(Value::as_str).map(str::to_owned);
-                    matches!(
-                        evaluate::vault_allowed(
-                            scope,
-                            &VaultRef {
-                                id: id.to_owned(),
-                                name
-                            }
-                        ),
-                        Decision::Allow { .. }
-                    )
-                });
-                op.withheld = Some((before - vaults.len()) as u64);
-                *body = serde_json::to_vec(&vaults).unwrap_or_default();
-                Ok(())
-            }
+            Operation::ListItems => filter_list(body, op, |item| {
+                item_category(item).is_ok_and(|c| evaluate::category_allowed(scope, c).is_allow())
+            }),
+            Operation::ListVaults => filter_list(body, op, |vault| {
+                let vault = VaultRef {
+                    id: vault
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    name: vault.get("name").and_then(Value::as_str).map(str::to_owned),
+                };
+                evaluate::vault_allowed(scope, &vault).is_allow()
+            }),
             Operation::ListFiles | Operation::ReadFile | Operation::ReadFileContent => {
                 // A file answer does not say what its item is: ask upstream ourselves.
                 let (Some(vault), Some(item)) = (&classified.vault, &classified.item) else {
@@ -1231,6 +1202,26 @@ impl Op {
             ..Self::default()
         }
     }
+}
+
+/// Keeps the entries of a JSON-array answer that `keep` allows and records how many were
+/// withheld; an answer that is not an array cannot be checked and is withheld whole.
+fn filter_list(
+    body: &mut Vec<u8>,
+    op: &mut Op,
+    keep: impl Fn(&Value) -> bool,
+) -> Result<(), (String, String)> {
+    let mut entries: Vec<Value> = serde_json::from_slice(body).map_err(|_| {
+        (
+            "uninspectable_response".to_owned(),
+            "the upstream list is not a JSON array".to_owned(),
+        )
+    })?;
+    let before = entries.len();
+    entries.retain(|entry| keep(entry));
+    op.withheld = Some((before - entries.len()) as u64);
+    *body = serde_json::to_vec(&entries).expect("JSON values serialise");
+    Ok(())
 }
 
 fn allowed(decision: Decision) -> Result<(), (String, String)> {

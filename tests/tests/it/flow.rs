@@ -127,3 +127,42 @@ async fn the_log_is_a_verifiable_chain_with_checkpoints() {
     let checkpoint = claw_verifier::checkpoint::open_checkpoint(&note, &[verifier]).unwrap();
     assert_eq!(checkpoint.size, receipts.len() as u64);
 }
+
+#[tokio::test]
+async fn lists_are_filtered_and_the_withheld_count_receipted() {
+    let contract = include_bytes!("../../../examples/policies/1password-read-by-title.json");
+    let stack = Stack::start(contract, Upstream::Sim).await;
+    let token = stack.mint("1password-read-by-title", "job-1", None);
+
+    let response = connect(
+        &stack,
+        &token,
+        "GET",
+        &format!("/v1/vaults/{DEMO_VAULT_ID}/items"),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let mut categories: Vec<String> = response
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["category"].as_str().unwrap().to_owned())
+        .collect();
+    categories.sort();
+    assert_eq!(
+        categories,
+        ["API_CREDENTIAL", "DATABASE"],
+        "LOGIN and SECURE_NOTE withheld"
+    );
+    let receipt = stack.receipt(response.header("x-clawproxy-receipt").unwrap());
+    assert_eq!(receipt.op.unwrap().withheld, Some(2));
+
+    let response = connect(&stack, &token, "GET", "/v1/vaults").await;
+    assert_eq!(response.status, 200);
+    let vaults = response.json();
+    assert_eq!(vaults.as_array().unwrap().len(), 1, "{vaults}");
+    assert_eq!(vaults[0]["id"], DEMO_VAULT_ID);
+    let receipt = stack.receipt(response.header("x-clawproxy-receipt").unwrap());
+    assert_eq!(receipt.op.unwrap().withheld, Some(1));
+}
