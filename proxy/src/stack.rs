@@ -417,7 +417,15 @@ impl Proxy {
                     {
                         let reason = format!("the body names vault {vault}, the path another");
                         return self
-                            .deny(identity, peer, req, op, "allowed_vaults", &reason, started)
+                            .deny(
+                                identity,
+                                peer,
+                                req,
+                                op,
+                                "body_vault_mismatch",
+                                &reason,
+                                started,
+                            )
                             .await;
                     }
                     category = facts.category;
@@ -469,7 +477,8 @@ impl Proxy {
         // Mutations: a durable pre-forward receipt, or nothing is forwarded.
         let mut rid = None;
         if operation.is_mutating() {
-            let draft = self.draft(
+            let pair = exchange_id();
+            let mut draft = self.draft(
                 Kind::Request,
                 peer,
                 &req,
@@ -480,8 +489,9 @@ impl Proxy {
                 None,
                 started,
             );
+            draft.rid = Some(pair.clone());
             match self.evidence.record(Some(identity), draft).await {
-                Ok(recorded) => rid = Some(recorded.id),
+                Ok(_) => rid = Some(pair),
                 Err(error) => {
                     warn!(%error, "pre-forward receipt failed; not forwarding");
                     self.metrics.request("error", operation.as_str());
@@ -877,7 +887,8 @@ impl Proxy {
         let Ok(permit) = self.tunnels.clone().try_acquire_owned() else {
             return respond::error(StatusCode::SERVICE_UNAVAILABLE, "too many open tunnels");
         };
-        let draft = self.draft(
+        let pair = exchange_id();
+        let mut draft = self.draft(
             Kind::TunnelOpen,
             peer,
             &req,
@@ -888,6 +899,7 @@ impl Proxy {
             None,
             started,
         );
+        draft.rid = Some(pair.clone());
         let opened = match self.evidence.record(Some(&identity), draft).await {
             Ok(recorded) => recorded,
             Err(_) => return respond::receipt_failed(),
@@ -911,7 +923,7 @@ impl Proxy {
                     None,
                     started,
                 );
-                draft.rid = Some(opened.id);
+                draft.rid = Some(pair);
                 draft.tunnel_bytes = Some((0, 0));
                 let _ = self.evidence.record(Some(&identity), draft).await;
                 return respond::upstream_failed(false);
@@ -939,7 +951,7 @@ impl Proxy {
                 None,
                 started,
             );
-            draft.rid = Some(opened.id);
+            draft.rid = Some(pair);
             draft.tunnel_bytes = Some((sent, received));
             let _ = proxy.evidence.record(Some(&identity), draft).await;
         });
@@ -1192,6 +1204,15 @@ impl Proxy {
             tunnel_bytes: None,
         }
     }
+}
+
+/// A fresh id pairing the receipts of one exchange (`request` with its `call`, `tunnel_open`
+/// with its `tunnel_close`): 128 random bits, hex.
+fn exchange_id() -> String {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    claw_verifier::receipt::hex(&bytes)
 }
 
 impl Op {

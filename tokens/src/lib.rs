@@ -9,8 +9,8 @@
 //! - [`token`]: encoding and strict verification, one [`TokenError`] variant per failure;
 //! - [`verifier`]: the proxy's per-request check ([`Verifier::check`] → [`Verified`]) with a
 //!   [`TokenCache`] and live revocation;
-//! - [`revocation`], [`scope`], [`jwks`]: the data dir's revocations, effective scopes, and
-//!   the issuer keys as a JWKS.
+//! - [`revocation`], [`scope`], [`issued`], [`jwks`]: the data dir's revocations, effective
+//!   scopes, the tokens it minted (for proof bundles), and the issuer keys as a JWKS.
 //!
 //! ```
 //! use claw_policy::contract::Contract;
@@ -82,6 +82,7 @@
 //! - Mint refuses a job id whose revocation is still on record.
 
 pub mod claims;
+pub mod issued;
 pub mod jwks;
 pub mod mint;
 pub mod revocation;

@@ -10,6 +10,7 @@ use claw_policy::trust::{TrustError, TrustStore};
 use rand_core::RngCore;
 
 use crate::claims::Claims;
+use crate::issued::IssuedTokens;
 use crate::revocation::RevocationStore;
 use crate::scope::{self, ScopeError, ScopeStore};
 use crate::token;
@@ -203,8 +204,15 @@ pub fn mint(dir: &DataDir, request: &MintRequest, now: u64) -> Result<Minted, Mi
         wpc: contract.hash().to_owned(),
         scope: scope_hash,
     };
+    let token = token::encode(&claims, &key);
+    IssuedTokens::new(dir.state())
+        .put(&token, &claims)
+        .map_err(|e| MintError::State {
+            what: "issued tokens",
+            message: e.to_string(),
+        })?;
     Ok(Minted {
-        token: token::encode(&claims, &key),
+        token,
         claims,
         contract: status.name,
         version: status.version,

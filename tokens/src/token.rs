@@ -161,6 +161,16 @@ pub struct Decoded {
     signature: Vec<u8>,
 }
 
+impl Decoded {
+    /// Whether the signature verifies (Ed25519 `verify_strict`) under `key` over `header.payload`.
+    pub fn signature_verifies(&self, key: &ed25519_dalek::VerifyingKey) -> bool {
+        Signature::from_slice(&self.signature).is_ok_and(|sig| {
+            key.verify_strict(self.signing_input.as_bytes(), &sig)
+                .is_ok()
+        })
+    }
+}
+
 /// Splits a token into its three parts after the size check.
 fn split(token: &str) -> Result<[&str; 3], TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
@@ -265,11 +275,9 @@ pub fn verify_signed(
         }
         None => return Err(TokenError::UnknownKey(decoded.kid)),
     };
-    let signature = Signature::from_slice(&decoded.signature).map_err(|_| TokenError::Signature)?;
-    issuer
-        .key
-        .verify_strict(decoded.signing_input.as_bytes(), &signature)
-        .map_err(|_| TokenError::Signature)?;
+    if !decoded.signature_verifies(&issuer.key) {
+        return Err(TokenError::Signature);
+    }
     let claims = parse_claims(decoded.claims)?;
     if claims.iss != issuer.name {
         return Err(TokenError::Issuer(claims.iss));
@@ -302,7 +310,9 @@ pub fn check_time(claims: &Claims, leeway: u64, now: u64) -> Result<(), TokenErr
     Ok(())
 }
 
-fn parse_claims(value: Value) -> Result<Claims, TokenError> {
+/// Parses decoded claims: every required claim present and typed, no other, each in the form
+/// mint produces.
+pub fn parse_claims(value: Value) -> Result<Claims, TokenError> {
     let object = value
         .as_object()
         .ok_or_else(|| TokenError::InvalidClaims("payload is not an object".into()))?;

@@ -5,10 +5,13 @@
 //! - `auth`: proxy authentication, identity per connection, revocation and expiry mid-job;
 //! - `threats`: one module per class of ../shared/reference/threats.md;
 //! - `clients`: curl over plain HTTP and HTTPS with interception;
+//! - `evidence`: a real job bundled from its data dir and verified offline (and the golden
+//!   bundle for the verifier's mutation tests);
 //! - `sdk`: the official Python and JS Connect SDKs through the proxy, HTTP and HTTPS.
 
 mod auth;
 mod clients;
+mod evidence;
 mod flow;
 mod sdk;
 mod threats;

@@ -71,6 +71,7 @@ pub use reader::{
     CheckpointRecord, JobSummary, LogReader, LogSummary, ReadError, Receipts,
     read_checkpoint_history, read_log,
 };
+pub(crate) use segment::list_segments;
 pub use segment::{parse_segment_name, segment_name, segment_path};
 pub use sink::{FileSink, FileStorage, Sink, Storage};
 pub use writer::{LogHandle, LogWriter};
@@ -429,4 +430,4 @@ impl LogMetrics {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

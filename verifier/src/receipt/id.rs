@@ -78,6 +78,15 @@ pub fn format_ts(at: OffsetDateTime) -> String {
     )
 }
 
+/// Milliseconds since the Unix epoch of a timestamp in the [`format_ts`] form.
+pub fn ts_millis(text: &str) -> Option<i64> {
+    if !is_ts(text) {
+        return None;
+    }
+    let at = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// Whether `text` is a timestamp in the [`format_ts`] form denoting a real instant.
 pub(crate) fn is_ts(text: &str) -> bool {
     let b = text.as_bytes();

@@ -19,7 +19,7 @@
 //! | `proxy` | kid (RFC 7638 thumbprint) of the proxy key that signed |
 //! | `job` | the token's job id; [`ANONYMOUS_JOB`] for requests that never authenticated, [`LOG_JOB`] for the log's own events |
 //! | `job_seq`, `job_prev` | the same chain restricted to this job within this log |
-//! | `rid` | pairs a mutating op's `request` receipt with its `call`: an id the proxy chose for the exchange, the same in both |
+//! | `rid` | pairs the receipts of one exchange (a mutating op's `request` with its `call`, a `tunnel_open` with its `tunnel_close`): an id the proxy chose, the same in both |
 //! | `client` | the agent's socket address as the proxy saw it |
 //! | `cst` | `{jti, scope}` of the token (never the token itself) |
 //! | `wpc` | the pinned contract hash `blake3:<hex>` |
@@ -59,7 +59,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditKey, audit_hash};
-pub use id::{IdGenerator, format_ts};
+pub use id::{IdGenerator, format_ts, ts_millis};
 
 use crate::merkle::{self, Hash};
 
@@ -687,11 +687,11 @@ fn rule_of(kind: Kind) -> Rule {
         },
         Kind::TunnelOpen => Rule {
             required: PROXY,
-            optional: &["cst", "wpc"],
+            optional: &["rid", "cst", "wpc"],
         },
         Kind::TunnelClose => Rule {
             required: &["client", "req", "op", "decision", "duration_ms", "tunnel"],
-            optional: &["cst", "wpc"],
+            optional: &["rid", "cst", "wpc"],
         },
         Kind::JobClose => Rule {
             required: &["count", "closed"],

@@ -13,22 +13,22 @@ use ed25519_dalek::SigningKey;
 use super::*;
 use crate::receipt::{ANONYMOUS_JOB, Closed, Cst, Decision, Kind, Op, Req};
 
-pub(super) const PROXY_ID: &str = "p0test01";
+pub(crate) const PROXY_ID: &str = "p0test01";
 
-pub(super) fn config(receipts: &Path, key: &SigningKey) -> LogConfig {
+pub(crate) fn config(receipts: &Path, key: &SigningKey) -> LogConfig {
     let mut config = LogConfig::new(receipts, PROXY_ID, key.clone(), AuditKey::new([5; 32]));
     config.checkpoint_interval = Duration::from_millis(50);
     config.timeout = Duration::from_millis(1500);
     config
 }
 
-pub(super) fn trust(key: &SigningKey) -> TrustStore {
+pub(crate) fn trust(key: &SigningKey) -> TrustStore {
     let mut trust = TrustStore::default();
     trust.add(Purpose::Proxy, PROXY_ID, key.verifying_key());
     trust
 }
 
-pub(super) fn call(job: &str) -> Draft {
+pub(crate) fn call(job: &str) -> Draft {
     let mut d = Draft::new(Kind::Call, job);
     d.client = Some("127.0.0.1:40000".into());
     d.cst = Some(Cst {

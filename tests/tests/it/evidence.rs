@@ -1,0 +1,191 @@
+//! Evidence end to end: a real job through the proxy, bundled from its data dir and verified
+//! offline. Also regenerates the golden bundle the verifier's mutation tests start from:
+//!
+//!     CLAW_REGEN_GOLDEN=1 cargo test -p claw-tests --test it evidence::regenerate_golden -- --ignored
+
+use std::path::Path;
+
+use claw_policy::keys::Purpose;
+use claw_policy::trust::TrustStore;
+use claw_verifier::bundle::{self, BuildOptions, TokenState};
+use claw_verifier::verify::{self, Status, Tier};
+use connect_sim::demo::{DEMO_API_ITEM_ID, DEMO_DB_ITEM_ID, DEMO_LOGIN_ITEM_ID, DEMO_VAULT_ID};
+
+use super::*;
+
+const WRITER: &[u8] = include_bytes!("../../../examples/policies/1password-writer.json");
+const JOB: &str = "golden-job";
+
+/// One call through the proxy as `JOB`; returns the status.
+async fn call(stack: &Stack, token: &str, method: &str, url: &str, body: &str) -> u16 {
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {url} HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: {}\r\nAuthorization: Bearer agent-placeholder\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        basic(JOB, token),
+        body.len()
+    );
+    raw::send(stack.addr(), request.as_bytes()).await.status
+}
+
+fn connect_url(path: &str) -> String {
+    format!("http://connect.1password.com{path}")
+}
+
+/// A job on the writer contract: allowed reads, a withheld read, a filtered list, an allowed
+/// create (two receipts), a create and a delete the contract refuses, a host outside the
+/// contract; then the job is revoked and closed. Returns the stack and the bundle's bytes.
+async fn golden_run() -> (Stack, Vec<u8>) {
+    let stack = Stack::start(WRITER, Upstream::Sim).await;
+    let token = stack.mint("1password-writer", JOB, Some(600));
+    let item = |id: &str| connect_url(&format!("/v1/vaults/{DEMO_VAULT_ID}/items/{id}"));
+    let items = connect_url(&format!("/v1/vaults/{DEMO_VAULT_ID}/items"));
+    let create = |category: &str| {
+        format!(
+            r#"{{"vault":{{"id":"{DEMO_VAULT_ID}"}},"title":"golden {category}","category":"{category}","fields":[{{"id":"password","type":"CONCEALED","purpose":"PASSWORD","value":"s3cret-golden"}}]}}"#
+        )
+    };
+    let calls = [
+        ("GET", item(DEMO_DB_ITEM_ID), String::new(), 200),
+        ("GET", item(DEMO_API_ITEM_ID), String::new(), 200),
+        ("GET", item(DEMO_LOGIN_ITEM_ID), String::new(), 403),
+        ("GET", items.clone(), String::new(), 200),
+        ("POST", items.clone(), create("DATABASE"), 200),
+        ("POST", items.clone(), create("LOGIN"), 403),
+        ("DELETE", item(DEMO_DB_ITEM_ID), String::new(), 403),
+        ("GET", "http://example.org/".to_owned(), String::new(), 403),
+    ];
+    for (method, url, body, expected) in &calls {
+        let status = call(&stack, &token, method, url, body).await;
+        assert_eq!(status, *expected, "{method} {url}");
+    }
+    claw_tokens::revocation::RevocationStore::new(stack.dir.state())
+        .revoke_job(JOB, "golden run finished", claw_tokens::now())
+        .unwrap();
+    stack.proxy.proxy.close_ended_jobs().await;
+    // The next checkpoint covers the job_close (the stack checkpoints every 100 ms).
+    let options = BuildOptions {
+        job: JOB.into(),
+        include_live_token: false,
+        now: claw_tokens::now(),
+    };
+    for _ in 0..100 {
+        let mut out = Vec::new();
+        match bundle::build(&stack.dir, &options, &mut out) {
+            Ok(built) => {
+                assert_eq!(built.token, TokenState::Revoked);
+                assert!(built.closed);
+                return (stack, out);
+            }
+            Err(bundle::BuildError::Checkpoint { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("bundle: {e}"),
+        }
+    }
+    panic!("no checkpoint covered the job within 5 s");
+}
+
+#[tokio::test]
+async fn a_real_job_bundles_and_verifies_complete_against_trust_json_alone() {
+    let (stack, bytes) = golden_run().await;
+    let trust = TrustStore::load(&stack.dir.trust()).unwrap();
+    let v = verify::verify(&bytes, &trust);
+    let failed: Vec<_> = v
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| format!("{}: {}", c.name, c.reason))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(v.tier, Tier::VerifiedComplete);
+    assert_eq!(v.checks.len(), verify::CHECKS.len());
+    let two_phase = v.check("semantics.two_phase").unwrap();
+    assert!(
+        two_phase.reason.starts_with("1 exchanges"),
+        "{}",
+        two_phase.reason
+    );
+
+    // The report is what the schema says, and it counts what happened.
+    let report = verify::report(&v);
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../../schemas/report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(report["verdict"], "pass");
+    assert_eq!(report["counts"]["by_decision"]["deny"], 4);
+    assert_eq!(report["counts"]["by_operation"]["read_item"], 3);
+
+    // Nothing secret in the bundle: no body, no upstream token, no live credential.
+    let text = String::from_utf8(bytes).unwrap();
+    for secret in ["s3cret-golden", "demo-db-password", claw_tests::SIM_TOKEN] {
+        assert!(!text.contains(secret), "bundle holds {secret}");
+    }
+}
+
+#[tokio::test]
+async fn a_live_token_is_not_bundled_unless_asked() {
+    let stack = Stack::start(WRITER, Upstream::Sim).await;
+    let token = stack.mint("1password-writer", JOB, Some(600));
+    let url = connect_url(&format!(
+        "/v1/vaults/{DEMO_VAULT_ID}/items/{DEMO_DB_ITEM_ID}"
+    ));
+    assert_eq!(call(&stack, &token, "GET", &url, "").await, 200);
+    let mut options = BuildOptions {
+        job: JOB.into(),
+        include_live_token: false,
+        now: claw_tokens::now(),
+    };
+    let mut out = Vec::new();
+    let error = bundle::build(&stack.dir, &options, &mut out).unwrap_err();
+    assert!(
+        matches!(error, bundle::BuildError::LiveToken { .. }),
+        "{error}"
+    );
+    assert!(out.is_empty(), "nothing written before the refusal");
+
+    options.include_live_token = true;
+    let bytes = loop {
+        let mut out = Vec::new();
+        match bundle::build(&stack.dir, &options, &mut out) {
+            Ok(built) => {
+                assert_eq!(built.token, TokenState::Live);
+                break out;
+            }
+            Err(bundle::BuildError::Checkpoint { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let v = verify::verify(&bytes, &TrustStore::load(&stack.dir.trust()).unwrap());
+    assert_eq!(v.tier, Tier::VerifiedOpen, "{:?}", v.failed());
+    assert_eq!(v.check("job.closed").unwrap().status, Status::Skip);
+}
+
+/// Writes the golden fixture: the bundle, the trust.json that verifies it, and the private
+/// keys the mutation tests re-sign with (test keys, never used elsewhere).
+#[tokio::test]
+#[ignore = "regenerates committed fixtures; run with CLAW_REGEN_GOLDEN=1"]
+async fn regenerate_golden() {
+    if std::env::var_os("CLAW_REGEN_GOLDEN").is_none() {
+        return;
+    }
+    let (stack, bytes) = golden_run().await;
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier/tests/fixtures/golden");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("bundle.json"), &bytes).unwrap();
+    std::fs::copy(stack.dir.trust(), out.join("trust.json")).unwrap();
+    for purpose in Purpose::ALL {
+        let key = std::fs::read(stack.dir.signing_key(purpose)).unwrap();
+        std::fs::write(out.join(format!("{}.pem", purpose.as_str())), key).unwrap();
+    }
+}

@@ -1,0 +1,311 @@
+//! `semantics.*`: every call obeyed the contract, judged again here with the `policy` crate.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use claw_policy::contract::{Category, Operation, ToolScope, WpcDocument};
+use claw_policy::egress::check_egress;
+use claw_policy::evaluate::{self, Decision, VaultRef};
+
+use super::{Outcome, Problems, skip};
+use crate::receipt::{Kind, Receipt};
+use crate::verify::context::Ctx;
+
+/// Refusals the proxy makes before or beside the contract, from bytes a bundle does not hold
+/// (headers, bodies, the resolved address): a receipt can only show them as denials.
+const REFUSALS: [&str; 11] = [
+    "malformed_request",
+    "proxy_auth",
+    "method_override",
+    "protocol_upgrade",
+    "ambiguous_path",
+    "unknown_operation",
+    "body_too_large",
+    "uninspectable_body",
+    "body_vault_mismatch",
+    "uninspectable_response",
+    "address_class",
+];
+
+/// Denials decided on the upstream's answer: the request was forwarded, the answer withheld.
+const WITHHELD: [&str; 3] = [
+    "allowed_categories",
+    "uninspectable_response",
+    "unknown_operation",
+];
+
+/// The integration of Connect operations.
+const CONNECT: &str = "onepassword";
+
+fn policy<'c>(ctx: &'c Ctx<'_>) -> Result<(&'c WpcDocument, &'c ToolScope), Outcome> {
+    match (&ctx.contract, &ctx.scope) {
+        (Some(contract), Some(scope)) => Ok((contract.document(), scope)),
+        _ => Err(skip(
+            "no valid contract pinned by the token (policy.hash, token.binding)",
+        )),
+    }
+}
+
+/// The receipts that record a decision.
+fn decided<'a>(ctx: &'a Ctx<'_>) -> impl Iterator<Item = (usize, &'a Receipt)> {
+    ctx.receipts().filter(|(_, r)| {
+        matches!(
+            r.kind,
+            Kind::Request | Kind::Call | Kind::TunnelOpen | Kind::TunnelClose
+        ) && r.decision.is_some()
+    })
+}
+
+/// `semantics.reevaluate`: the contract, applied here to each receipt's host, operation,
+/// vault, item and category, gives the recorded decision and rule.
+pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
+    let (document, scope) = match policy(ctx) {
+        Ok(p) => p,
+        Err(outcome) => return outcome,
+    };
+    let mut problems = Problems::default();
+    let mut judged = 0usize;
+    for (i, r) in decided(ctx) {
+        let (Some(req), Some(op), Some(recorded)) = (&r.req, &r.op, &r.decision) else {
+            continue;
+        };
+        judged += 1;
+        let mut bad = |message: String| {
+            problems.receipt(
+                Some(r.seq),
+                format!("receipt #{i} (seq {}): {message}", r.seq),
+            )
+        };
+        if REFUSALS.contains(&recorded.rule.as_str()) {
+            if recorded.allow {
+                bad(format!(
+                    "rule {} only ever refuses, yet it allowed",
+                    recorded.rule
+                ));
+            }
+            continue;
+        }
+        let expected = match check_egress(&document.sandbox, &req.host, req.port) {
+            deny @ Decision::Deny { .. } => deny,
+            Decision::Allow { .. } if op.integration == CONNECT => match connect_request(op) {
+                Ok(request) => evaluate::evaluate(document, scope, &request),
+                Err(message) => {
+                    bad(message);
+                    continue;
+                }
+            },
+            allow => allow,
+        };
+        if expected.is_allow() != recorded.allow || expected.rule() != recorded.rule {
+            bad(format!(
+                "recorded {} by {}, the contract gives {} by {}",
+                verdict(recorded.allow),
+                recorded.rule,
+                verdict(expected.is_allow()),
+                expected.rule()
+            ));
+        }
+    }
+    problems.outcome(format!(
+        "{judged} decisions re-evaluated against the contract; each matches its receipt"
+    ))
+}
+
+fn verdict(allow: bool) -> &'static str {
+    if allow { "allow" } else { "deny" }
+}
+
+/// The evaluator's view of a Connect receipt.
+fn connect_request(op: &crate::receipt::Op) -> Result<evaluate::Request, String> {
+    let operation = Operation::from_str(&op.name)
+        .map_err(|_| format!("operation {:?} is not a Connect operation", op.name))?;
+    let category = match &op.category {
+        Some(c) => {
+            Some(Category::from_str(c).map_err(|_| format!("category {c:?} is not a category"))?)
+        }
+        None => None,
+    };
+    Ok(evaluate::Request {
+        op: operation,
+        vault: op.vault.as_ref().map(|id| VaultRef {
+            id: id.clone(),
+            name: op.vault_name.clone(),
+        }),
+        item: op.item.clone(),
+        category,
+    })
+}
+
+/// `semantics.denied_not_forwarded`: a denial carries no upstream answer, except an answer the
+/// proxy withheld after checking it (`released: false`, a response rule).
+pub(crate) fn denied_not_forwarded(ctx: &Ctx<'_>) -> Outcome {
+    let mut problems = Problems::default();
+    let mut denials = 0usize;
+    for (i, r) in decided(ctx) {
+        let Some(decision) = &r.decision else {
+            continue;
+        };
+        if decision.allow {
+            continue;
+        }
+        denials += 1;
+        if let Some(resp) = &r.resp {
+            if resp.released {
+                problems.receipt(
+                    Some(r.seq),
+                    format!(
+                        "receipt #{i}: denied by {}, yet the answer was released",
+                        decision.rule
+                    ),
+                );
+            } else if !WITHHELD.contains(&decision.rule.as_str()) {
+                problems.receipt(
+                    Some(r.seq),
+                    format!(
+                        "receipt #{i}: denied by {} before forwarding, yet it has an upstream \
+                         answer (status {})",
+                        decision.rule, resp.status
+                    ),
+                );
+            }
+        }
+        if r.kind == Kind::Request || r.kind == Kind::TunnelOpen {
+            problems.receipt(
+                Some(r.seq),
+                format!(
+                    "receipt #{i}: a {} receipt is only written for allowed exchanges",
+                    r.kind.as_str()
+                ),
+            );
+        }
+    }
+    problems.outcome(format!(
+        "{denials} denials: none forwarded, withheld answers never released"
+    ))
+}
+
+/// `semantics.unknown_denied`: nothing was allowed for an operation the proxy could not name,
+/// or for a host outside `sandbox.network_egress`.
+pub(crate) fn unknown_denied(ctx: &Ctx<'_>) -> Outcome {
+    let (document, _) = match policy(ctx) {
+        Ok(p) => p,
+        Err(outcome) => return outcome,
+    };
+    let mut problems = Problems::default();
+    for (i, r) in decided(ctx) {
+        let (Some(req), Some(op), Some(decision)) = (&r.req, &r.op, &r.decision) else {
+            continue;
+        };
+        if !decision.allow {
+            continue;
+        }
+        if op.integration == CONNECT && Operation::from_str(&op.name).is_err() {
+            problems.receipt(
+                Some(r.seq),
+                format!("receipt #{i}: allowed an unknown operation {:?}", op.name),
+            );
+        }
+        if !check_egress(&document.sandbox, &req.host, req.port).is_allow() {
+            problems.receipt(
+                Some(r.seq),
+                format!(
+                    "receipt #{i}: allowed {}:{}, which is not in network_egress",
+                    req.host, req.port
+                ),
+            );
+        }
+    }
+    problems.outcome("no unknown operation or host outside network_egress was allowed")
+}
+
+/// `semantics.no_release`: nothing the contract withholds reached the agent: every released
+/// answer belongs to an allowed decision and a category the scope allows.
+pub(crate) fn no_release(ctx: &Ctx<'_>) -> Outcome {
+    let (_, scope) = match policy(ctx) {
+        Ok(p) => p,
+        Err(outcome) => return outcome,
+    };
+    let mut problems = Problems::default();
+    let mut released = 0usize;
+    for (i, r) in ctx.receipts() {
+        let Some(resp) = &r.resp else { continue };
+        if !resp.released {
+            continue;
+        }
+        released += 1;
+        if !r.decision.as_ref().is_some_and(|d| d.allow) {
+            problems.receipt(
+                Some(r.seq),
+                format!("receipt #{i}: released a denied answer"),
+            );
+        }
+        let category = r.op.as_ref().and_then(|op| op.category.as_deref());
+        if let Some(category) = category {
+            let allowed = Category::from_str(category)
+                .is_ok_and(|c| evaluate::category_allowed(scope, c).is_allow());
+            if !allowed {
+                problems.receipt(
+                    Some(r.seq),
+                    format!("receipt #{i}: released a {category} item the contract withholds"),
+                );
+            }
+        }
+    }
+    problems.outcome(format!(
+        "{released} released answers, all of allowed categories"
+    ))
+}
+
+/// `semantics.two_phase`: every forwarded mutation has a durable `request` receipt before its
+/// `call` (same `rid`), every `request` its `call`, every `tunnel_close` its `tunnel_open`.
+pub(crate) fn two_phase(ctx: &Ctx<'_>) -> Outcome {
+    let mut problems = Problems::default();
+    let mut opened: HashMap<(&str, &str), (Kind, u64)> = HashMap::new();
+    let mut pairs = 0usize;
+    for (i, r) in ctx.receipts() {
+        let mutating =
+            r.op.as_ref()
+                .and_then(|op| Operation::from_str(&op.name).ok())
+                .is_some_and(Operation::is_mutating);
+        let forwarded = r.decision.as_ref().is_some_and(|d| d.allow) || r.resp.is_some();
+        match r.kind {
+            Kind::Request | Kind::TunnelOpen => {
+                if let Some(rid) = &r.rid
+                    && opened
+                        .insert((r.log.as_str(), rid.as_str()), (r.kind, r.seq))
+                        .is_some()
+                {
+                    problems.receipt(Some(r.seq), format!("receipt #{i}: rid {rid} opened twice"));
+                }
+            }
+            Kind::Call | Kind::TunnelClose => {
+                let want = if r.kind == Kind::Call {
+                    Kind::Request
+                } else {
+                    Kind::TunnelOpen
+                };
+                match &r.rid {
+                    Some(rid) => match opened.remove(&(r.log.as_str(), rid.as_str())) {
+                        Some((kind, _)) if kind == want => pairs += 1,
+                        _ => problems.receipt(
+                            Some(r.seq),
+                            format!("receipt #{i}: no earlier {} with rid {rid}", want.as_str()),
+                        ),
+                    },
+                    None if r.kind == Kind::Call && mutating && forwarded => problems.receipt(
+                        Some(r.seq),
+                        format!("receipt #{i}: a forwarded mutation without a request receipt"),
+                    ),
+                    None => {}
+                }
+            }
+            Kind::JobClose | Kind::Recovery => {}
+        }
+    }
+    for ((_, rid), (kind, seq)) in opened {
+        if kind == Kind::Request {
+            problems.receipt(Some(seq), format!("request rid {rid} has no call receipt"));
+        }
+    }
+    problems.outcome(format!("{pairs} exchanges paired by rid"))
+}
