@@ -2,7 +2,8 @@
 //!
 //! In one process: a fresh data dir, the seed contract published, connect-sim and the proxy on
 //! free loopback ports, a job token, an agent making allowed and denied calls through the proxy,
-//! the token revoked, the job closed, and the signed log verified. Everything it started stops
+//! the token revoked, the job closed, its proof bundle built and verified offline, and the
+//! reviewer's page written. Everything it started stops
 //! when it returns.
 
 use std::io::Write;
@@ -20,7 +21,6 @@ use claw_policy::keys::{self, Purpose};
 use claw_policy::registry::Registry;
 use claw_policy::trust::TrustStore;
 use claw_tokens::mint::{MintRequest, mint};
-use claw_verifier::receipt::Kind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
@@ -177,33 +177,75 @@ async fn story(root: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     )?;
     proxy.proxy.close_ended_jobs().await;
 
-    let key = keys::read_signing_key(&dir.signing_key(Purpose::Proxy))?;
     let log_dir = dir.receipts().join(&init.keys.proxy_id);
+    // Shutdown signs a last checkpoint, so it covers the job_close.
     proxy.shutdown().await;
     sim.abort();
-    let receipts = claw_verifier::log::read_log(&log_dir, &key.verifying_key())?;
-    let job: Vec<_> = receipts.iter().filter(|r| r.job == JOB).collect();
-    let closed = job.iter().any(|r| r.kind == Kind::JobClose);
-    let note = std::fs::read_to_string(log_dir.join("checkpoint"))?;
-    let verifier = claw_verifier::checkpoint::NoteVerifier {
-        name: format!("clawproxy/{}", init.keys.proxy_id),
-        key: key.verifying_key(),
+
+    let bundle_path = root.join(format!("{JOB}.bundle.json"));
+    let options = claw_verifier::bundle::BuildOptions {
+        job: JOB.into(),
+        include_live_token: false,
+        now: claw_tokens::now(),
     };
-    let checkpoint = claw_verifier::checkpoint::open_checkpoint(&note, &[verifier])?;
+    let mut bytes = Vec::new();
+    let built = claw_verifier::bundle::build(&dir, &options, &mut bytes)?;
+    std::fs::write(&bundle_path, &bytes)?;
     writeln!(
         out,
-        "8. evidence    {} receipts for {JOB} (job_close: {}), every signature and both chains verified;\n              signed checkpoint covers {} of {} log entries",
-        job.len(),
-        if closed { "yes" } else { "no" },
-        checkpoint.size,
-        receipts.len()
+        "8. bundle      clawverify bundle --job {JOB}: {} receipts, the revoked token, the contract,\n              a signed checkpoint and an inclusion proof for every receipt",
+        built.receipts
     )?;
+
+    let verification = claw_verifier::verify::verify(&bytes, &trust);
+    let report = claw_verifier::verify::report(&verification);
+    let report_path = root.join(format!("{JOB}.report.json"));
+    std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)?;
+    let page_path = root.join(format!("{JOB}.html"));
+    std::fs::write(&page_path, claw_verifier::view::render(&report))?;
+    let counts = |status| {
+        verification
+            .checks
+            .iter()
+            .filter(|c| c.status == status)
+            .count()
+    };
+    use claw_verifier::verify::Status;
     writeln!(
         out,
-        "\nfiles: receipts in {}\n       contract registry in {}",
+        "9. verify      clawverify verify against trust.json alone: {} ({}),\n              {} checks passed, {} skipped, {} failed",
+        if verification.passed() {
+            "PASS"
+        } else {
+            "FAIL"
+        },
+        verification.tier.as_str(),
+        counts(Status::Pass),
+        counts(Status::Skip),
+        counts(Status::Fail)
+    )?;
+    let closed = built.closed;
+    writeln!(
+        out,
+        "\nfiles: bundle     {}\n       report     {}\n       page       {} (open it in a browser)\n       receipts   {}\n       contracts  {}",
+        bundle_path.display(),
+        report_path.display(),
+        page_path.display(),
         log_dir.display(),
         dir.policies().display()
     )?;
+    writeln!(
+        out,
+        "\nagain by hand: clawverify verify {} --trust {}",
+        bundle_path.display(),
+        dir.trust().display()
+    )?;
+    if !verification.passed() {
+        bail!(
+            "the demo's own bundle failed verification: {:?}",
+            verification.failed()
+        );
+    }
     if surprises > 0 || !closed {
         bail!("{surprises} call(s) did not end as the contract says");
     }

@@ -189,3 +189,23 @@ async fn regenerate_golden() {
         std::fs::write(out.join(format!("{}.pem", purpose.as_str())), key).unwrap();
     }
 }
+
+#[test]
+fn the_demo_tells_the_whole_story_and_its_bundle_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("claw");
+    let mut out = Vec::new();
+    claw_proxy::demo::run(Some(root.clone()), &mut out).unwrap();
+    let story = String::from_utf8(out).unwrap();
+    for line in ["1. init", "6. agent", "7. revoke", "8. bundle", "9. verify"] {
+        assert!(story.contains(line), "{story}");
+    }
+    assert!(story.contains("PASS (verified-complete)"), "{story}");
+    assert!(!story.contains("BAD"), "{story}");
+    // What the story points at is there, and checks out again from the files alone.
+    let bytes = std::fs::read(root.join("demo-job.bundle.json")).unwrap();
+    let trust = TrustStore::load(&root.join("trust.json")).unwrap();
+    assert_eq!(verify::verify(&bytes, &trust).tier, Tier::VerifiedComplete);
+    let page = std::fs::read_to_string(root.join("demo-job.html")).unwrap();
+    assert!(page.contains("verified-complete"));
+}
