@@ -36,3 +36,17 @@ else
   npm ci --no-audit --no-fund --loglevel=error
 fi
 node -e 'const c = require("@1password/connect"); if (typeof c.OnePasswordConnect !== "function") process.exit(1); console.log("node sdk ok, axios", require("axios/package.json").version)'
+
+echo "== browser: tests/browser"
+# playwright-core only drives a browser; it downloads none. The viewer test uses Debian's
+# /usr/bin/chromium (.ci/run installs it).
+cd ../../browser
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+if [ -f node_modules/playwright-core/package.json ] \
+  && node -e 'process.exit(require("./node_modules/playwright-core/package.json").version === require("./package.json").dependencies["playwright-core"] ? 0 : 1)' \
+  && [ node_modules/.package-lock.json -nt package-lock.json ]; then
+  echo "playwright-core $(node -p 'require("./package.json").dependencies["playwright-core"]') already installed"
+else
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+node -e 'const p = require("./node_modules/playwright-core/package.json"); console.log("playwright-core ok", p.version)'

@@ -114,23 +114,32 @@ fn entry(value: &Value) -> Entry<'_> {
         receipt: None,
         error: None,
     };
-    let leaf = match canonical::to_jcs(value) {
-        Ok(leaf) => leaf,
-        Err(e) => {
-            out.error = Some(e.to_string());
-            return out;
+    // The bundle parser already refused duplicate keys and out-of-range numbers. A receipt is
+    // canonical when its typed form serialises back to exactly the value carried (which then
+    // has no unknown field, no null, no other number spelling); its leaf is that serialisation
+    // (JCS for these types, see `receipt::jcs`).
+    match serde_json::from_value::<Receipt>(value.clone()) {
+        Ok(receipt) if serde_json::to_value(&receipt).is_ok_and(|v| v == *value) => {
+            let leaf = receipt.leaf();
+            out.leaf_hash = Some(merkle::leaf_hash(&leaf));
+            out.leaf = Some(leaf);
+            match receipt.check_shape() {
+                Ok(()) => out.receipt = Some(receipt),
+                Err(e) => out.error = Some(e.to_string()),
+            }
         }
-    };
-    out.leaf_hash = Some(merkle::leaf_hash(&leaf));
-    match canonical::from_slice_strict::<Receipt>(&leaf) {
-        Ok(receipt) if receipt.leaf() == leaf => match receipt.check_shape() {
-            Ok(()) => out.receipt = Some(receipt),
-            Err(e) => out.error = Some(e.to_string()),
-        },
-        Ok(_) => out.error = Some("does not re-canonicalise to the same bytes".into()),
-        Err(e) => out.error = Some(format!("{}: {}", e.pointer, e.message)),
+        parsed => {
+            out.error = Some(match parsed {
+                Ok(_) => "does not re-canonicalise to the same bytes".into(),
+                Err(e) => e.to_string(),
+            });
+            // Still hashed and signature-checked as carried, to name what else is wrong.
+            if let Ok(leaf) = canonical::to_jcs(value) {
+                out.leaf_hash = Some(merkle::leaf_hash(&leaf));
+                out.leaf = Some(leaf);
+            }
+        }
     }
-    out.leaf = Some(leaf);
     out
 }
 

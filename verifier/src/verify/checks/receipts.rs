@@ -70,11 +70,17 @@ pub(crate) fn signature(ctx: &Ctx<'_>) -> Outcome {
             );
             continue;
         };
-        let mut unsigned = object.clone();
-        unsigned.remove("sig");
-        let Ok(body) = canonical::to_jcs(&Value::Object(unsigned)) else {
-            problems.receipt(seq, format!("receipt #{index}: cannot canonicalise"));
-            continue;
+        let body = match &entry.receipt {
+            Some(receipt) => receipt.signing_bytes(),
+            None => {
+                let mut unsigned = object.clone();
+                unsigned.remove("sig");
+                let Ok(body) = canonical::to_jcs(&Value::Object(unsigned)) else {
+                    problems.receipt(seq, format!("receipt #{index}: cannot canonicalise"));
+                    continue;
+                };
+                body
+            }
         };
         signed.push(Signed {
             index,
@@ -302,8 +308,8 @@ pub(crate) fn job_closed(ctx: &Ctx<'_>) -> Outcome {
             problems.receipt(
                 Some(r.seq),
                 format!(
-                    "receipt #{i}: job_close counts {:?} receipts, the bundle has {before} in {log}",
-                    r.count
+                    "receipt #{i}: job_close counts {} receipts, the bundle has {before} in {log}",
+                    r.count.unwrap_or_default()
                 ),
             );
         }
