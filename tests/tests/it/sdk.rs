@@ -53,8 +53,13 @@ async fn run(stack: &Stack, token: &str, scheme: &str, program: &Path, script: &
         .env("OP_VAULT", DEMO_VAULT_ID)
         .env("DB_ITEM", DEMO_DB_ITEM_ID)
         .env("LOGIN_ITEM", DEMO_LOGIN_ITEM_ID)
+        .env("AGENT_ALLOWED_ITEM", DEMO_DB_ITEM_ID)
+        .env("AGENT_DENIED_ITEM", DEMO_LOGIN_ITEM_ID)
+        .env("AGENT_OUTSIDE_URL", "http://example.org/")
         .env("SSL_CERT_FILE", stack.ca())
         .env("NODE_EXTRA_CA_CERTS", stack.ca())
+        .env("CURL_CA_BUNDLE", stack.ca())
+        .env("NODE_PATH", root().join("tests/sdk/node/node_modules"))
         .env(
             "SDK_NODE_MODULES",
             root().join("tests/sdk/node/node_modules"),
@@ -69,7 +74,10 @@ async fn run(stack: &Stack, token: &str, scheme: &str, program: &Path, script: &
         "{script} over {scheme} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!stdout.contains("FAIL"), "{stdout}");
+    assert!(
+        !stdout.contains("FAIL") && !stdout.contains("BAD"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -106,5 +114,28 @@ async fn js_sdk_through_the_proxy() {
             "tests/e2e/sdk_through_proxy.js",
         )
         .await;
+    }
+}
+
+/// The example agents of `examples/agents/` (curl, the Python SDK, the JS SDK), configured
+/// only by the environment variables their README lists, follow the seed contract.
+#[tokio::test]
+async fn the_example_agents_get_what_the_contract_allows() {
+    let python = root().join("tests/sdk/.venv/bin/python");
+    if !installed(&python)
+        || !installed(&root().join("tests/sdk/node/node_modules/@1password/connect/package.json"))
+    {
+        return;
+    }
+    let (stack, token) = seed_stack().await;
+    let agents = [
+        (Path::new("bash"), "examples/agents/agent.sh"),
+        (python.as_path(), "examples/agents/agent.py"),
+        (Path::new("node"), "examples/agents/agent.js"),
+    ];
+    for scheme in ["http", "https"] {
+        for (program, script) in agents {
+            run(&stack, &token, scheme, program, script).await;
+        }
     }
 }

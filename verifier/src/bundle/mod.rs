@@ -139,14 +139,20 @@ pub fn parse(bytes: &[u8]) -> Result<Bundle, ParseError> {
         }
         None => return Err(fail("/type: missing; not a proof bundle".into())),
     }
-    let bundle: Bundle = canonical::from_value_at(value)
-        .map_err(|e| fail(format!("{}: {}", e.pointer, e.message)))?;
+    // The fast typed parse; only on failure again with the path tracked, to name the field.
+    let bundle = match Bundle::deserialize(&value) {
+        Ok(bundle) => bundle,
+        Err(_) => {
+            let e = canonical::from_value_at::<Bundle>(value).err();
+            let (pointer, message) = e.map_or_else(Default::default, |e| (e.pointer, e.message));
+            return Err(fail(format!("{pointer}: {message}")));
+        }
+    };
     for (i, receipt) in bundle.receipts.iter().enumerate() {
         if !receipt.is_object() {
             return Err(fail(format!("/receipts/{i}: a receipt is a JSON object")));
         }
-        // Serialising a parsed value cannot fail; its length bounds the receipt.
-        let len = serde_json::to_vec(receipt).map_or(usize::MAX, |b| b.len());
+        let len = serialized_len(receipt);
         if len > MAX_RECEIPT_BYTES {
             return Err(fail(format!(
                 "/receipts/{i}: {len} bytes, over the {MAX_RECEIPT_BYTES} a receipt may have"
@@ -172,6 +178,24 @@ pub fn parse(bytes: &[u8]) -> Result<Bundle, ParseError> {
         }
     }
     Ok(bundle)
+}
+
+/// The length of a value's compact serialisation, without building it.
+fn serialized_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a parsed value into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Standard base64 of a hash (the encoding of proof hashes in a bundle).

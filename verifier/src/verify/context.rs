@@ -6,6 +6,7 @@ use claw_policy::keys::Purpose;
 use claw_policy::trust::TrustStore;
 use claw_tokens::token::{self, Decoded};
 use claw_tokens::{Claims, TokenError};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::bundle::Bundle;
@@ -118,9 +119,12 @@ fn entry(value: &Value) -> Entry<'_> {
     // canonical when its typed form serialises back to exactly the value carried (which then
     // has no unknown field, no null, no other number spelling); its leaf is that serialisation
     // (JCS for these types, see `receipt::jcs`).
-    match serde_json::from_value::<Receipt>(value.clone()) {
-        Ok(receipt) if serde_json::to_value(&receipt).is_ok_and(|v| v == *value) => {
-            let leaf = receipt.leaf();
+    let parsed = Receipt::deserialize(value);
+    let leaf = parsed.as_ref().ok().map(Receipt::leaf);
+    match (parsed, leaf) {
+        // serde_json writes a Value's members in byte order of their keys, which is JCS order
+        // for the ASCII keys a receipt has, so equal bytes mean the same canonical receipt.
+        (Ok(receipt), Some(leaf)) if serde_json::to_vec(value).is_ok_and(|v| v == leaf) => {
             out.leaf_hash = Some(merkle::leaf_hash(&leaf));
             out.leaf = Some(leaf);
             match receipt.check_shape() {
@@ -128,7 +132,7 @@ fn entry(value: &Value) -> Entry<'_> {
                 Err(e) => out.error = Some(e.to_string()),
             }
         }
-        parsed => {
+        (parsed, _) => {
             out.error = Some(match parsed {
                 Ok(_) => "does not re-canonicalise to the same bytes".into(),
                 Err(e) => e.to_string(),
