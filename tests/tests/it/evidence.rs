@@ -209,3 +209,33 @@ fn the_demo_tells_the_whole_story_and_its_bundle_verifies() {
     let page = std::fs::read_to_string(root.join("demo-job.html")).unwrap();
     assert!(page.contains("verified-complete"));
 }
+
+#[tokio::test]
+async fn the_report_says_what_changed_from_the_previous_contract_version() {
+    let (stack, bytes) = golden_run().await;
+    // A narrower version published later does not matter; an earlier one does.
+    let trust = TrustStore::load(&stack.dir.trust()).unwrap();
+    let mut report = verify::report(&verify::verify(&bytes, &trust));
+    let registry = claw_policy::registry::Registry::new(stack.dir.policies());
+    verify::add_contract_history(&mut report, &registry);
+    assert!(
+        report["contract"].get("previous_hash").is_none(),
+        "v1 has no predecessor"
+    );
+
+    let mut v2: serde_json::Value = serde_json::from_slice(WRITER).unwrap();
+    v2["tool_scope"]["allowed_operations"] = serde_json::json!(["read_item"]);
+    let v2_hash = claw_tests::publish(&stack.dir, v2.to_string().as_bytes());
+    report["contract"]["hash"] = serde_json::json!(v2_hash);
+    verify::add_contract_history(&mut report, &registry);
+    let changes: Vec<&str> = report["contract"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        changes.contains(&"no longer allows operation create_item"),
+        "{changes:?}"
+    );
+}

@@ -177,7 +177,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let trust = load_trust(trust, &data)?;
             let bytes = read_input(&file)?;
             let verification = verify::verify(&bytes, &trust.1);
-            let report_json = verify::report(&verification);
+            let mut report_json = verify::report(&verification);
+            with_history(&mut report_json, &data);
             if let Some(path) = report {
                 write_file(&path, pretty(&report_json).as_bytes())?;
             }
@@ -227,7 +228,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (trust_path, trust) = load_trust(trust, &data)?;
             let bytes = read_input(&file)?;
             let verification = verify::verify(&bytes, &trust);
-            let report = verify::report(&verification);
+            let mut report = verify::report(&verification);
+            with_history(&mut report, &data);
             let verdict = if verification.passed() {
                 "PASS"
             } else {
@@ -314,6 +316,12 @@ fn bundle_command(
             .unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What changed from the contract's previous version, when the data dir's registry has it.
+fn with_history(report: &mut serde_json::Value, data: &DataDirArg) {
+    let registry = claw_policy::registry::Registry::new(DataDir::new(&data.data_dir).policies());
+    verify::add_contract_history(report, &registry);
 }
 
 fn load_trust(path: Option<PathBuf>, data: &DataDirArg) -> anyhow::Result<(PathBuf, TrustStore)> {

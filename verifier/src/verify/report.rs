@@ -221,3 +221,28 @@ fn anomalies(receipts: &[Receipt]) -> Vec<Value> {
     }
     out
 }
+
+/// Adds to a report what changed from the previous version of its contract, when `registry`
+/// (a data dir's contract registry) holds that version: `contract.previous_hash` and
+/// `contract.changes` (what the bundle's version allows or denies more).
+pub fn add_contract_history(report: &mut Value, registry: &claw_policy::registry::Registry) {
+    let Some(hash) = report["contract"]["hash"].as_str().map(str::to_owned) else {
+        return;
+    };
+    let Ok(index) = registry.index() else { return };
+    let Some(previous) = index.previous(&hash).map(str::to_owned) else {
+        return;
+    };
+    let (Ok(old), Ok(new)) = (registry.envelope(&previous), registry.envelope(&hash)) else {
+        return;
+    };
+    let (Ok(old), Ok(new)) = (old.check_hash(), new.check_hash()) else {
+        return;
+    };
+    let changes: Vec<String> = claw_policy::diff::diff(old.document(), new.document())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    report["contract"]["previous_hash"] = json!(previous);
+    report["contract"]["changes"] = json!(changes);
+}
