@@ -239,3 +239,21 @@ async fn the_report_says_what_changed_from_the_previous_contract_version() {
         "{changes:?}"
     );
 }
+
+#[tokio::test]
+async fn a_body_naming_another_vault_than_its_path_is_refused_by_its_own_rule() {
+    let stack = Stack::start(WRITER, Upstream::Sim).await;
+    let token = stack.mint("1password-writer", JOB, Some(600));
+    let other = connect_sim::demo::OTHER_VAULT_ID;
+    let body =
+        format!(r#"{{"vault":{{"id":"{other}"}},"title":"x","category":"DATABASE","fields":[]}}"#);
+    let url = connect_url(&format!("/v1/vaults/{DEMO_VAULT_ID}/items"));
+    assert_eq!(call(&stack, &token, "POST", &url, &body).await, 403);
+    let receipt = stack.receipts().pop().unwrap();
+    let decision = receipt.decision.unwrap();
+    assert_eq!(
+        (decision.allow, decision.rule.as_str()),
+        (false, "body_vault_mismatch")
+    );
+    assert!(receipt.resp.is_none(), "nothing was forwarded");
+}

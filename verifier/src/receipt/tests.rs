@@ -95,13 +95,16 @@ pub(crate) fn samples(key: &SigningKey) -> Vec<Receipt> {
         }),
         ..base.clone()
     };
+    // A tunnel's two receipts share the exchange id the proxy chose.
     let tunnel_open = Receipt {
         kind: Kind::TunnelOpen,
+        rid: Some("5f0c1a2b4d5e6f708192a3b4c5d6e7f8".into()),
         resp: None,
         ..base.clone()
     };
     let tunnel_close = Receipt {
         kind: Kind::TunnelClose,
+        rid: Some("5f0c1a2b4d5e6f708192a3b4c5d6e7f8".into()),
         resp: None,
         tunnel: Some(Tunnel {
             to_upstream: 10,
