@@ -48,6 +48,8 @@ fn answer(proxy: &Proxy, request: &Request<Incoming>) -> Response<Body> {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "receipt log poisoned after a write or fsync error; restart the proxy\n",
                 )
+            } else if proxy.drain.is_draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
             } else {
                 text(StatusCode::OK, "ready\n")
             }

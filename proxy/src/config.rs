@@ -105,6 +105,8 @@ pub struct Limits {
     pub max_tunnels: usize,
     /// Time allowed for an upstream answer. Defaults to 30 s.
     pub upstream_timeout_ms: u64,
+    /// On SIGTERM, time allowed for requests in flight to finish. Defaults to 10 s.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -117,6 +119,7 @@ impl Default for Limits {
             idle_timeout_ms: 60_000,
             max_tunnels: 1024,
             upstream_timeout_ms: 30_000,
+            drain_timeout_ms: 10_000,
         }
     }
 }
@@ -135,6 +138,11 @@ impl Limits {
     /// `upstream_timeout_ms` as a duration.
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream_timeout_ms)
+    }
+
+    /// `drain_timeout_ms` as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
     }
 }
 

@@ -76,6 +76,7 @@ token_env = "OP_CONNECT_TOKEN"     # or: token_file = "/run/secrets/connect-toke
 # idle_timeout_ms = 60000
 # max_tunnels = 1024
 # upstream_timeout_ms = 30000
+# drain_timeout_ms = 10000
 "#
     )
 }

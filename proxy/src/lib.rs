@@ -16,6 +16,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod drain;
 pub mod hygiene;
 pub mod init;
 pub mod intercept;

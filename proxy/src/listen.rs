@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::auth::Identity;
+use crate::drain::Watcher;
 use crate::respond::{self, Body};
 use crate::stack::{Proxy, Target};
 
@@ -70,6 +71,7 @@ fn builder(proxy: &Proxy) -> http1::Builder {
 }
 
 async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
+    let mut watcher = proxy.drain.watcher();
     let _ = stream.set_nodelay(true);
     let connection = Arc::new(Connection::default());
     let service = {
@@ -80,10 +82,18 @@ async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr
             async move { Ok::<_, Infallible>(handle(proxy, connection, peer, request).await) }
         })
     };
-    let served = builder(&proxy)
+    let connection = builder(&proxy)
         .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades()
-        .await;
+        .with_upgrades();
+    tokio::pin!(connection);
+    // On shutdown: an idle connection closes now, one mid-request after its answer.
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = watcher.draining() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
     if let Err(error) = served {
         if error.is_parse() || error.is_parse_too_large() {
             proxy.record_malformed(peer, &error.to_string()).await;
@@ -199,11 +209,13 @@ async fn connect(
             }
         };
         let upgrade = hyper::upgrade::on(request);
+        let watcher = proxy.drain.watcher();
         tokio::spawn(
             async move {
                 match upgrade.await {
                     Ok(upgraded) => {
-                        intercept(proxy, identity, peer, target, acceptor, upgraded).await
+                        let tls = (acceptor, upgraded);
+                        intercept(proxy, identity, peer, target, tls, watcher).await
                     }
                     Err(error) => debug!(%error, "upgrade failed"),
                 }
@@ -222,8 +234,8 @@ async fn intercept(
     identity: Arc<Identity>,
     peer: SocketAddr,
     target: Target,
-    acceptor: TlsAcceptor,
-    upgraded: hyper::upgrade::Upgraded,
+    (acceptor, upgraded): (TlsAcceptor, hyper::upgrade::Upgraded),
+    mut watcher: Watcher,
 ) {
     let tls = match tokio::time::timeout(
         proxy.config.limits.header_timeout(),
@@ -266,9 +278,15 @@ async fn intercept(
             }
         })
     };
-    let served = builder(&proxy)
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
+    let connection = builder(&proxy).serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = watcher.draining() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
     if let Err(error) = served {
         if error.is_parse() || error.is_parse_too_large() {
             proxy.record_malformed(peer, &error.to_string()).await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use claw_policy::datadir::DataDir;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -79,6 +79,15 @@ pub async fn start(
             let _ = stopped.await;
         })
         .await;
+        let grace = serving.config.limits.drain_timeout();
+        let left = serving.drain.drain(grace).await;
+        if left > 0 {
+            warn!(
+                connections = left,
+                ?grace,
+                "drain timed out; their receipts now fail closed"
+            );
+        }
         admin_task.abort();
         closer.abort();
         serving.evidence.shutdown().await;

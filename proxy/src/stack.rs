@@ -38,10 +38,11 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{Auth, Identity};
 use crate::config::Config;
+use crate::drain::{Drain, Watcher};
 use crate::hygiene;
 use crate::intercept::Interceptor;
 use crate::metrics::Metrics;
-use crate::receipt::{Decided, Draft, Evidence, Kind, Op, Req, Resp};
+use crate::receipt::{Decided, Draft, Evidence, Kind, NotRecorded, Op, Recorded, Req, Resp};
 use crate::respond::{self, Body};
 use crate::upstream::{self, UpstreamTarget};
 
@@ -63,6 +64,8 @@ pub struct Proxy {
     pub metrics: Metrics,
     /// The receipt log.
     pub evidence: Evidence,
+    /// The shutdown signal every connection and tunnel watches.
+    pub drain: Drain,
     upstreams: HashMap<String, UpstreamTarget>,
     own: Vec<SocketAddr>,
     tunnels: Arc<Semaphore>,
@@ -240,6 +243,7 @@ impl Proxy {
             interceptor,
             metrics: Metrics::default(),
             evidence,
+            drain: Drain::default(),
             upstreams,
             own,
             tunnels,
@@ -518,9 +522,9 @@ impl Proxy {
                     started,
                 );
                 draft.rid = rid;
-                let _ = self.evidence.record(Some(identity), draft).await;
+                let recorded = self.evidence.record(Some(identity), draft).await;
                 self.metrics.request("error", operation.as_str());
-                return respond::upstream_failed(timeout);
+                return failed_upstream(timeout, recorded);
             }
         };
         let upstream_body = body.clone();
@@ -824,8 +828,8 @@ impl Proxy {
                     None,
                     started,
                 );
-                let _ = self.evidence.record(Some(identity), draft).await;
-                return respond::upstream_failed(result.is_err());
+                let recorded = self.evidence.record(Some(identity), draft).await;
+                return failed_upstream(result.is_err(), recorded);
             }
         };
         hygiene::clean_response(&mut headers);
@@ -925,18 +929,22 @@ impl Proxy {
                 );
                 draft.rid = Some(pair);
                 draft.tunnel_bytes = Some((0, 0));
-                let _ = self.evidence.record(Some(&identity), draft).await;
-                return respond::upstream_failed(false);
+                let recorded = self.evidence.record(Some(&identity), draft).await;
+                return failed_upstream(false, recorded);
             }
         };
         let upgrade = hyper::upgrade::on(request);
         let proxy = self.clone();
         let open_id = opened.id.clone();
+        let mut watcher = self.drain.watcher();
         tokio::spawn(async move {
             let _permit = permit;
             proxy.metrics.open_tunnels.fetch_add(1, Ordering::Relaxed);
             let (sent, received) = match upgrade.await {
-                Ok(agent) => proxy.pump(&identity, TokioIo::new(agent), upstream).await,
+                Ok(agent) => {
+                    let agent = TokioIo::new(agent);
+                    proxy.pump(&identity, agent, upstream, &mut watcher).await
+                }
                 Err(_) => (0, 0),
             };
             proxy.metrics.open_tunnels.fetch_sub(1, Ordering::Relaxed);
@@ -958,13 +966,15 @@ impl Proxy {
         with_receipt(Response::new(Body::default()), &open_id)
     }
 
-    /// Copies bytes both ways until either side closes, the tunnel idles out, or the token
-    /// stops being valid. Returns (agent → upstream, upstream → agent) byte counts.
+    /// Copies bytes both ways until either side closes, the tunnel idles out, the token stops
+    /// being valid or the proxy shuts down. Returns (agent → upstream, upstream → agent) byte
+    /// counts.
     async fn pump<A>(
         &self,
         identity: &Identity,
         agent: A,
         upstream: tokio::net::TcpStream,
+        watcher: &mut Watcher,
     ) -> (u64, u64)
     where
         A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -987,6 +997,7 @@ impl Proxy {
         tokio::select! {
             _ = async { tokio::join!(up, down) } => {}
             _ = watch => debug!("tunnel cut: token no longer valid"),
+            () = watcher.draining() => debug!("tunnel cut: the proxy is shutting down"),
         }
         (
             sent.load(Ordering::Relaxed),
@@ -1263,6 +1274,15 @@ fn item_category(item: &Value) -> Result<Category, (String, String)> {
             format!("item category {text:?} is not one clawproxy knows"),
         )
     })
+}
+
+/// 502/504 for an upstream that failed, citing its receipt; 503 when even that receipt could
+/// not be made durable.
+fn failed_upstream(timeout: bool, recorded: Result<Recorded, NotRecorded>) -> Response<Body> {
+    match recorded {
+        Ok(recorded) => with_receipt(respond::upstream_failed(timeout), &recorded.id),
+        Err(_) => respond::receipt_failed(),
+    }
 }
 
 fn with_receipt(mut response: Response<Body>, id: &str) -> Response<Body> {

@@ -47,6 +47,12 @@ pub struct Stack {
 impl Stack {
     /// Starts connect-sim (or uses `upstream`), inits a data dir, publishes `contract`.
     pub async fn start(contract: &[u8], upstream: Upstream) -> Self {
+        Self::start_with(contract, upstream, "").await
+    }
+
+    /// Like [`Stack::start`], with `limits` (TOML lines such as `upstream_timeout_ms = 300`)
+    /// under the config's `[limits]`.
+    pub async fn start_with(contract: &[u8], upstream: Upstream, limits: &str) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = DataDir::new(tmp.path().join("claw"));
         claw_proxy::init::init(&dir, false).expect("init");
@@ -63,7 +69,7 @@ impl Stack {
             }
         };
         let text = format!(
-            "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[[upstream]]\nhost = \"connect.1password.com\"\nintegration = \"onepassword\"\nurl = \"http://{upstream}\"\ntoken_env = \"OP_CONNECT_TOKEN\"\n[log]\ncheckpoint_interval_ms = 100\n"
+            "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[[upstream]]\nhost = \"connect.1password.com\"\nintegration = \"onepassword\"\nurl = \"http://{upstream}\"\ntoken_env = \"OP_CONNECT_TOKEN\"\n[log]\ncheckpoint_interval_ms = 100\n[limits]\n{limits}\n"
         );
         let config = Config::from_toml(&text, Path::new("test.toml")).expect("config");
         let env = |name: &str| (name == "OP_CONNECT_TOKEN").then(|| SIM_TOKEN.to_owned());

@@ -7,16 +7,19 @@
 //! - `clients`: curl over plain HTTP and HTTPS with interception;
 //! - `evidence`: a real job bundled from its data dir and verified offline (and the golden
 //!   bundle for the verifier's mutation tests);
-//! - `sdk`: the official Python and JS Connect SDKs through the proxy, HTTP and HTTPS.
+//! - `sdk`: the official Python and JS Connect SDKs through the proxy, HTTP and HTTPS;
+//! - `faults`: a hostile or broken upstream and a proxy shut down mid-request.
 
 mod auth;
 mod clients;
 mod evidence;
+mod faults;
 mod flow;
 mod sdk;
 mod threats;
 
 use claw_tests::raw::{self, RawResponse, basic};
+use claw_tests::recorder::{Answer, Recorder};
 use claw_tests::{Stack, Upstream};
 use connect_sim::demo::{DEMO_DB_ITEM_ID, DEMO_LOGIN_ITEM_ID, DEMO_VAULT_ID};
 
@@ -36,6 +39,34 @@ async fn connect(stack: &Stack, token: &str, method: &str, path: &str) -> RawRes
         basic("job-1", token)
     );
     raw::send(stack.addr(), request.as_bytes()).await
+}
+
+/// A stack on the seed contract whose Connect upstream is a recorder answering as `answer`, with
+/// `limits` under `[limits]`, and a token for job-1. The contract names the vault by id, so the
+/// proxy never asks the upstream for a vault name: every request the recorder sees is the agent's.
+async fn recording_stack(answer: Answer, limits: &str) -> (Stack, String, Recorder) {
+    let (recorder, addr) = Recorder::answering(answer).await;
+    let seed = std::str::from_utf8(claw_tests::SEED).unwrap().replace(
+        "\"vault_agent_secrets_prod\"",
+        &format!("\"{DEMO_VAULT_ID}\""),
+    );
+    let stack = Stack::start_with(seed.as_bytes(), Upstream::At(addr), limits).await;
+    let token = stack.mint(POLICY, "job-1", None);
+    (stack, token, recorder)
+}
+
+/// The DATABASE item the seed contract lets job-1 read.
+fn db_item() -> serde_json::Value {
+    serde_json::json!({"id": DEMO_DB_ITEM_ID, "title": "t", "category": "DATABASE", "vault": {"id": DEMO_VAULT_ID}})
+}
+
+/// A keep-alive `GET` of the DATABASE item as job-1, with `extra` header lines.
+fn read_db_item(token: &str, extra: &str) -> String {
+    format!(
+        "GET http://connect.1password.com{} HTTP/1.1\r\nHost: connect.1password.com\r\nProxy-Authorization: {}\r\n{extra}\r\n",
+        item_path(DEMO_DB_ITEM_ID),
+        basic("job-1", token)
+    )
 }
 
 fn item_path(item: &str) -> String {

@@ -2,23 +2,11 @@
 //! a recording upstream and asserts the status, that nothing reached the upstream, and (where
 //! the proxy answered) the receipt.
 
-use claw_tests::recorder::Recorder;
-
 use super::*;
 
 /// A stack whose Connect upstream records what reaches it (and answers a DATABASE item).
 async fn recorded() -> (Stack, String, Recorder) {
-    let item = serde_json::json!({"id": DEMO_DB_ITEM_ID, "title": "t", "category": "DATABASE", "vault": {"id": DEMO_VAULT_ID}});
-    let (recorder, addr) = Recorder::start(item).await;
-    // The vault by id: the proxy then never asks the upstream for its name, so every request
-    // the recorder sees is one the agent made.
-    let seed = std::str::from_utf8(claw_tests::SEED).unwrap().replace(
-        "\"vault_agent_secrets_prod\"",
-        &format!("\"{DEMO_VAULT_ID}\""),
-    );
-    let stack = Stack::start(seed.as_bytes(), Upstream::At(addr)).await;
-    let token = stack.mint(POLICY, "job-1", None);
-    (stack, token, recorder)
+    recording_stack(Answer::Json(db_item()), "").await
 }
 
 /// Sends `head` (with `{auth}` replaced by the Proxy-Authorization line) and expects `status`
@@ -307,5 +295,440 @@ mod credentials {
             );
         }
         assert_ne!(response.header("x-clawproxy-receipt"), Some("forged"));
+    }
+}
+
+mod ssrf {
+    use super::*;
+
+    /// Hosts the contract allows by name whose addresses are local, private or link-local.
+    const LOCAL_BY_NAME: &[&str] = &[
+        "localhost",
+        "127.0.0.1",
+        "127.1",
+        "2130706433",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "0.0.0.0",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "169.254.169.254",
+    ];
+
+    /// A stack whose contract's egress list names every host in [`LOCAL_BY_NAME`].
+    async fn permissive() -> (Stack, String, Recorder) {
+        let (recorder, addr) = Recorder::start(db_item()).await;
+        let hosts: Vec<String> = LOCAL_BY_NAME.iter().map(|h| format!("\"{h}\"")).collect();
+        let seed = std::str::from_utf8(claw_tests::SEED).unwrap().replace(
+            "\"api.1password.com\"",
+            &format!("\"api.1password.com\", {}", hosts.join(", ")),
+        );
+        let stack = Stack::start(seed.as_bytes(), Upstream::At(addr)).await;
+        let token = stack.mint(POLICY, "job-1", None);
+        (stack, token, recorder)
+    }
+
+    #[tokio::test]
+    async fn local_addresses_are_refused_even_when_the_contract_names_them() {
+        let (stack, token, recorder) = permissive().await;
+        for host in LOCAL_BY_NAME {
+            let head = format!(
+                "GET http://{host}/latest/meta-data/ HTTP/1.1\r\nHost: {host}\r\n{{auth}}\r\n"
+            );
+            let response = refused(&stack, &token, &recorder, &head, 403).await;
+            assert!(
+                response.text().contains("address_class"),
+                "{host}: {}",
+                response.text()
+            );
+            receipted(&stack, &response);
+            let head = format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n{{auth}}\r\n");
+            let response = refused(&stack, &token, &recorder, &head, 403).await;
+            assert!(
+                response.text().contains("address_class"),
+                "CONNECT {host}: {}",
+                response.text()
+            );
+            receipted(&stack, &response);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_proxys_own_ports_are_not_a_destination() {
+        let (stack, token, recorder) = recorded().await;
+        for addr in [stack.addr(), stack.proxy.admin] {
+            for head in [
+                format!("GET http://{addr}/metrics HTTP/1.1\r\nHost: {addr}\r\n{{auth}}\r\n"),
+                format!("CONNECT {addr} HTTP/1.1\r\nHost: {addr}\r\n{{auth}}\r\n"),
+            ] {
+                let response = refused(&stack, &token, &recorder, &head, 403).await;
+                receipted(&stack, &response);
+            }
+        }
+    }
+}
+
+mod redirects {
+    use super::*;
+
+    /// A Connect upstream that answers every read with a redirect to `location`.
+    async fn redirecting(status: &str, location: &str) -> (Stack, String, Recorder) {
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nLocation: {location}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
+        recording_stack(Answer::Raw(answer.into_bytes()), "").await
+    }
+
+    #[tokio::test]
+    async fn redirects_are_never_followed_and_the_follow_up_is_checked_again() {
+        let other_vault = format!(
+            "http://connect.1password.com/v1/vaults/zzzzzzzzzzzzzzzzzzzzzzzzzz/items/{DEMO_DB_ITEM_ID}"
+        );
+        for (status, location, follow_up, rule) in [
+            (
+                "302 Found",
+                "http://169.254.169.254/latest/meta-data/",
+                None,
+                "network_egress",
+            ),
+            (
+                "301 Moved Permanently",
+                "http://evil.example/steal",
+                None,
+                "network_egress",
+            ),
+            (
+                "307 Temporary Redirect",
+                "http://127.0.0.1:8080/v1/vaults",
+                None,
+                "network_egress",
+            ),
+            (
+                "308 Permanent Redirect",
+                other_vault.as_str(),
+                None,
+                "vault",
+            ),
+            (
+                "303 See Other",
+                "https://evil.example/",
+                Some("CONNECT evil.example:443"),
+                "network_egress",
+            ),
+        ] {
+            let (stack, token, recorder) = redirecting(status, location).await;
+            let response = raw::send(stack.addr(), read_db_item(&token, "").as_bytes()).await;
+            assert_eq!(
+                response.status,
+                status[..3].parse::<u16>().unwrap(),
+                "{location}: {}",
+                response.text()
+            );
+            assert_eq!(response.header("location"), Some(location));
+            assert_eq!(recorder.count(), 1, "the proxy followed {location}");
+            assert!(response.header("x-clawproxy-receipt").is_some());
+
+            // The agent follows: a new request, checked on its own.
+            let head = match follow_up {
+                Some(line) => format!("{line} HTTP/1.1\r\nHost: evil.example:443\r\n{{auth}}\r\n"),
+                None => {
+                    let host = location.split('/').nth(2).unwrap();
+                    format!("GET {location} HTTP/1.1\r\nHost: {host}\r\n{{auth}}\r\n")
+                }
+            };
+            let bytes = head.replace(
+                "{auth}",
+                &format!("Proxy-Authorization: {}\r\n", basic("job-1", &token)),
+            );
+            let response = raw::send(stack.addr(), bytes.as_bytes()).await;
+            assert_eq!(response.status, 403, "{location}: {}", response.text());
+            assert!(
+                response.text().contains(rule),
+                "{location}: {}",
+                response.text()
+            );
+            // (The proxy may ask Connect for the other vault's name; it never fetches the item.)
+            let items = recorder
+                .heads()
+                .iter()
+                .filter(|h| h.contains("/items/"))
+                .count();
+            assert_eq!(items, 1, "the follow-up to {location} was forwarded");
+        }
+    }
+}
+
+mod exhaustion {
+    use super::*;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const LIMITS: &str = "max_body_bytes = 1024\nheader_timeout_ms = 300\nmax_header_bytes = 8192";
+
+    async fn limited() -> (Stack, String, Recorder) {
+        recording_stack(Answer::Json(db_item()), LIMITS).await
+    }
+
+    #[tokio::test]
+    async fn oversized_heads_get_431_and_nothing_is_forwarded() {
+        let (stack, token, recorder) = limited().await;
+        let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+        for extra in [
+            format!("X-Big: {}\r\n", "a".repeat(9000)),
+            many,
+            format!("Cookie: {}\r\n", "c=1; ".repeat(3000)),
+        ] {
+            let response = raw::send(stack.addr(), read_db_item(&token, &extra).as_bytes()).await;
+            assert_eq!(response.status, 431, "{}", &extra[..20]);
+            assert_eq!(recorder.count(), 0);
+        }
+        // A request line longer than the head limit.
+        let long = format!(
+            "GET http://connect.1password.com/v1/vaults/{}/items HTTP/1.1\r\nHost: connect.1password.com\r\n\r\n",
+            "v".repeat(9000)
+        );
+        let response = raw::send(stack.addr(), long.as_bytes()).await;
+        assert!(
+            matches!(response.status, 414 | 431 | 400),
+            "{}",
+            response.status
+        );
+        assert_eq!(recorder.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_inspection_limit_get_413_and_a_receipt() {
+        let (stack, token, recorder) = limited().await;
+        let big = "x".repeat(4096);
+        for extra in [
+            format!("Content-Length: {}\r\n\r\n{big}", big.len()),
+            format!("Transfer-Encoding: chunked\r\n\r\n1000\r\n{big}\r\n0\r\n\r\n"),
+        ] {
+            let request = read_db_item(&token, &extra);
+            // read_db_item ends the head; the body follows this request's own blank line.
+            let request = request.replacen("\r\n\r\n\r\n", "\r\n\r\n", 1);
+            let response = raw::send(stack.addr(), request.as_bytes()).await;
+            assert_eq!(response.status, 413, "{}", response.text());
+            assert!(response.text().contains("body_too_large"));
+            receipted(&stack, &response);
+            assert_eq!(recorder.count(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_chunked_body_is_cut_off() {
+        let (stack, token, recorder) = limited().await;
+        let mut stream = tokio::net::TcpStream::connect(stack.addr()).await.unwrap();
+        let head = read_db_item(&token, "Transfer-Encoding: chunked\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("100\r\n{}\r\n", "y".repeat(256));
+        // Far more than the limit; the proxy answers (or closes) before it is all sent.
+        for _ in 0..64 {
+            if stream.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let response = raw::read_response(&mut stream).await;
+        assert_eq!(response.status, 413, "{}", response.text());
+        assert_eq!(recorder.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn slowloris_heads_are_cut_off_at_the_deadline() {
+        let (stack, token, recorder) = limited().await;
+        let head = read_db_item(&token, "");
+        let mut stream = tokio::net::TcpStream::connect(stack.addr()).await.unwrap();
+        // Half a head, then silence: the connection is closed soon after the 300 ms deadline.
+        stream.write_all(&head.as_bytes()[..40]).await.unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the proxy held a slowloris connection open");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+        assert_eq!(recorder.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn many_idle_connections_do_not_stop_the_proxy_serving() {
+        let (stack, token, recorder) = limited().await;
+        let mut idle = Vec::new();
+        for _ in 0..300 {
+            idle.push(tokio::net::TcpStream::connect(stack.addr()).await.unwrap());
+        }
+        let response = raw::send(stack.addr(), read_db_item(&token, "").as_bytes()).await;
+        assert_eq!(response.status, 200);
+        assert_eq!(recorder.count(), 1);
+        drop(idle);
+    }
+}
+
+mod tokens {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use claw_policy::keys::{self, Purpose};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// `header.claims.signature`, signed with `key` over exactly these header and claims.
+    fn forge(header: &Value, claims: &Value, key: &ed25519_dalek::SigningKey) -> String {
+        use ed25519_dalek::Signer;
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes());
+        format!("{input}.{sig}")
+    }
+
+    #[tokio::test]
+    async fn forged_and_tampered_tokens_get_407_and_reach_nothing() {
+        let (stack, token, recorder) = recorded().await;
+        let issuer = keys::read_signing_key(&stack.dir.signing_key(Purpose::Issuer)).unwrap();
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let (header, claims) = claw_tokens::token::dangerous_decode_unverified(&token).unwrap();
+        let now = claw_tokens::now();
+        let with = |key: &str, value: Value| {
+            let mut h = header.clone();
+            h[key] = value;
+            h
+        };
+        let claim = |key: &str, value: Value| {
+            let mut c = claims.clone();
+            c[key] = value;
+            c
+        };
+        let without = |key: &str| {
+            let mut c = claims.clone();
+            c.as_object_mut().unwrap().remove(key);
+            c
+        };
+        let cases: Vec<(&str, String)> = vec![
+            ("alg none", {
+                let t = forge(&with("alg", json!("none")), &claims, &issuer);
+                format!("{}.", t.rsplit_once('.').unwrap().0)
+            }),
+            (
+                "alg HS256",
+                forge(&with("alg", json!("HS256")), &claims, &issuer),
+            ),
+            (
+                "alg RS256",
+                forge(&with("alg", json!("RS256")), &claims, &issuer),
+            ),
+            (
+                "kid path",
+                forge(&with("kid", json!("../../keys/issuer")), &claims, &issuer),
+            ),
+            (
+                "kid unknown",
+                forge(&with("kid", json!("nope")), &claims, &issuer),
+            ),
+            (
+                "jku",
+                forge(
+                    &with("jku", json!("http://evil.example/k")),
+                    &claims,
+                    &issuer,
+                ),
+            ),
+            (
+                "x5u",
+                forge(
+                    &with("x5u", json!("http://evil.example/c")),
+                    &claims,
+                    &issuer,
+                ),
+            ),
+            (
+                "jwk",
+                forge(&with("jwk", json!({"kty": "OKP"})), &claims, &issuer),
+            ),
+            (
+                "typ JWT",
+                forge(&with("typ", json!("JWT")), &claims, &issuer),
+            ),
+            (
+                "crit",
+                forge(&with("crit", json!(["exp"])), &claims, &issuer),
+            ),
+            ("no exp", forge(&header, &without("exp"), &issuer)),
+            ("no jti", forge(&header, &without("jti"), &issuer)),
+            (
+                "expired",
+                forge(&header, &claim("exp", json!(now - 120)), &issuer),
+            ),
+            (
+                "future nbf",
+                forge(&header, &claim("nbf", json!(now + 3600)), &issuer),
+            ),
+            (
+                "exp as string",
+                forge(
+                    &header,
+                    &claim("exp", json!((now + 60).to_string())),
+                    &issuer,
+                ),
+            ),
+            (
+                "wrong aud",
+                forge(&header, &claim("aud", json!("another-proxy")), &issuer),
+            ),
+            (
+                "aud list",
+                forge(
+                    &header,
+                    &claim("aud", json!([claims["aud"].clone()])),
+                    &issuer,
+                ),
+            ),
+            (
+                "wrong wpc",
+                forge(
+                    &header,
+                    &claim("wpc", json!(format!("blake3:{}", "0".repeat(64)))),
+                    &issuer,
+                ),
+            ),
+            (
+                "wrong scope",
+                forge(
+                    &header,
+                    &claim("scope", json!(format!("blake3:{}", "1".repeat(64)))),
+                    &issuer,
+                ),
+            ),
+            (
+                "unknown iss",
+                forge(&header, &claim("iss", json!("someone-else")), &issuer),
+            ),
+            (
+                "other job",
+                forge(&header, &claim("job", json!("job-2")), &issuer),
+            ),
+            ("untrusted key", forge(&header, &claims, &stranger)),
+            ("truncated signature", token[..token.len() - 4].to_owned()),
+            ("four parts", format!("{token}.e30")),
+            ("oversized", format!("{token}{}", "A".repeat(8192))),
+        ];
+        for (name, forged) in cases {
+            let response = raw::send(stack.addr(), read_db_item(&forged, "").as_bytes()).await;
+            assert_eq!(response.status, 407, "{name}: {}", response.text());
+            assert_eq!(response.json()["status"], 407, "{name}");
+            assert!(!response.text().contains(&forged), "{name}: token echoed");
+            assert_eq!(recorder.count(), 0, "{name} reached the upstream");
+        }
+        // The control: the same forge of the genuine header and claims is accepted, so each
+        // refusal above is down to the one thing that case changed.
+        let genuine = forge(&header, &claims, &issuer);
+        let response = raw::send(stack.addr(), read_db_item(&genuine, "").as_bytes()).await;
+        assert_eq!(response.status, 200, "{}", response.text());
     }
 }
