@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
             name: Some("vault_agent_secrets_prod".into()),
         }),
         item: classified.item,
+        item_title: None,
         category: Some(Category::Database),
     };
     c.bench_function("evaluate read_item (seed contract)", |b| {
@@ -54,6 +55,7 @@ fn bench(c: &mut Criterion) {
                     op,
                     vault: c.vault.map(|id| VaultRef { id, name: None }),
                     item: c.item,
+                    item_title: None,
                     category: None,
                 },
             )

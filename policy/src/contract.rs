@@ -5,6 +5,7 @@
 //! vocabularies, empty allow-lists), the typed model (`deny_unknown_fields`), then semantic
 //! checks the schema cannot express. Only a value that passed all four is a [`Contract`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -155,6 +156,10 @@ pub struct ToolScope {
     /// Operations always refused; beats `allowed_operations`. Defaults to none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny_operations: Vec<Operation>,
+    /// Item allow-lists per vault (keyed as in `allowed_vaults`): ids or titles. A vault
+    /// without a list keeps all its items. Defaults to none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allowed_items: BTreeMap<String, Vec<String>>,
 }
 
 /// Limits on job tokens.
@@ -331,6 +336,20 @@ fn semantic_violations(doc: &WpcDocument) -> Vec<Violation> {
                 .into(),
         });
     }
+    for vault in scope.allowed_items.keys() {
+        if !scope.allowed_vaults.contains(vault) {
+            out.push(Violation {
+                pointer: format!(
+                    "/tool_scope/allowed_items/{}",
+                    canonical::escape_pointer_token(vault)
+                ),
+                message: format!(
+                    "vault {vault:?} has an item list but is not in allowed_vaults; list it there \
+                     under the same spelling"
+                ),
+            });
+        }
+    }
     for (i, host) in doc.sandbox.network_egress.iter().enumerate() {
         if let Some((_, port)) = host.rsplit_once(':')
             && !matches!(port.parse::<u32>(), Ok(1..=65535))
@@ -399,6 +418,48 @@ mod tests {
         let seed = std::str::from_utf8(SEED).unwrap();
         assert!(seed.contains(from), "{from}");
         seed.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn item_lists_are_optional_and_keyed_by_allowed_vaults() {
+        let seed_hash = Contract::from_slice(SEED).unwrap().hash().to_owned();
+        let with_items = |items: &str| {
+            seed_with(
+                r#""allowed_vaults""#,
+                &format!(r#""allowed_items": {items}, "allowed_vaults""#),
+            )
+        };
+        let ok = Contract::from_slice(
+            with_items(
+                r#"{"vault_agent_secrets_prod": ["prod-db", "x4tpzrqojj2ahmv3w7nb6vu2pe"]}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.document().tool_scope.allowed_items["vault_agent_secrets_prod"],
+            ["prod-db", "x4tpzrqojj2ahmv3w7nb6vu2pe"]
+        );
+        assert_ne!(ok.hash(), seed_hash);
+        for (items, pointer) in [
+            (
+                r#"{"some/other~vault": ["a"]}"#,
+                "/tool_scope/allowed_items/some~1other~0vault",
+            ),
+            (
+                r#"{"vault_agent_secrets_prod": []}"#,
+                "/tool_scope/allowed_items/vault_agent_secrets_prod",
+            ),
+            (
+                r#"{"vault_agent_secrets_prod": ["a", "a"]}"#,
+                "/tool_scope/allowed_items/vault_agent_secrets_prod",
+            ),
+            ("{}", "/tool_scope/allowed_items"),
+            (r#"["a"]"#, "/tool_scope/allowed_items"),
+        ] {
+            let v = invalid(&with_items(items));
+            assert!(v.iter().any(|v| v.pointer == pointer), "{items}: {v:?}");
+        }
     }
 
     #[test]

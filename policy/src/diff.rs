@@ -20,7 +20,7 @@ pub enum Direction {
 pub struct Change {
     /// More or less.
     pub direction: Direction,
-    /// `operation`, `vault`, `category`, `host` or `max_ttl_seconds`.
+    /// `operation`, `vault`, `item`, `category`, `host` or `max_ttl_seconds`.
     pub what: &'static str,
     /// The value that appeared or disappeared (or `old → new`).
     pub value: String,
@@ -67,6 +67,7 @@ pub fn diff(old: &WpcDocument, new: &WpcDocument) -> Vec<Change> {
         strings(&old.tool_scope.allowed_vaults),
         strings(&new.tool_scope.allowed_vaults),
     );
+    items(&mut out, old, new);
     let cats = |d: &WpcDocument| -> BTreeSet<String> {
         d.tool_scope
             .allowed_categories
@@ -98,6 +99,33 @@ pub fn diff(old: &WpcDocument, new: &WpcDocument) -> Vec<Change> {
     }
     out.sort_by_key(|c| c.direction == Direction::Narrows);
     out
+}
+
+/// Item lists: a vault losing its list widens to every item, one gaining a list narrows, and
+/// entries added to or removed from a list widen or narrow one by one.
+fn items(out: &mut Vec<Change>, old: &WpcDocument, new: &WpcDocument) {
+    let (old, new) = (&old.tool_scope.allowed_items, &new.tool_scope.allowed_items);
+    let vaults: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for vault in vaults {
+        let every = |direction| Change {
+            direction,
+            what: "item",
+            value: format!("every item in vault {vault}"),
+        };
+        match (old.get(vault), new.get(vault)) {
+            (Some(_), None) => out.push(every(Direction::Widens)),
+            (None, Some(_)) => out.push(every(Direction::Narrows)),
+            (Some(a), Some(b)) => {
+                let entries = |v: &[String]| {
+                    v.iter()
+                        .map(|e| format!("{e} in vault {vault}"))
+                        .collect::<BTreeSet<_>>()
+                };
+                sets(out, "item", entries(a), entries(b));
+            }
+            (None, None) => {}
+        }
+    }
 }
 
 fn sets(out: &mut Vec<Change>, what: &'static str, old: BTreeSet<String>, new: BTreeSet<String>) {
@@ -162,6 +190,40 @@ mod tests {
         wider.tool_scope.deny_operations.clear();
         let changes = diff(&seed, &wider);
         assert_eq!(changes[0].to_string(), "allows operation delete_item");
+    }
+
+    #[test]
+    fn item_lists_widen_and_narrow() {
+        let seed = load("1password-readonly-agent.json");
+        let mut listed = seed.clone();
+        let vault = "vault_agent_secrets_prod".to_owned();
+        listed
+            .tool_scope
+            .allowed_items
+            .insert(vault.clone(), vec!["prod-db".into()]);
+        let shown = |changes: Vec<Change>| -> Vec<String> {
+            changes.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(
+            shown(diff(&seed, &listed)),
+            ["no longer allows item every item in vault vault_agent_secrets_prod"]
+        );
+        assert_eq!(
+            shown(diff(&listed, &seed)),
+            ["allows item every item in vault vault_agent_secrets_prod"]
+        );
+        let mut other = listed.clone();
+        other
+            .tool_scope
+            .allowed_items
+            .insert(vault, vec!["billing".into()]);
+        assert_eq!(
+            shown(diff(&listed, &other)),
+            [
+                "allows item billing in vault vault_agent_secrets_prod",
+                "no longer allows item prod-db in vault vault_agent_secrets_prod"
+            ]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `deny_operations` | the operation is in the contract's (or the scope's) `deny_operations` |
 //! | `allowed_operations` | the operation is not in the effective scope's `allowed_operations`, or it is `patch_item` and `read_item` is not also allowed (PATCH answers with the whole item) |
 //! | `allowed_vaults` | the operation names a vault that is neither listed by id nor by its resolved name |
+//! | `allowed_items` | the vault has an item list (`allowed_items`, keyed by vault id or name) and the operation names an item that is on it neither by id nor by title |
 //! | `allowed_categories` | the item's category (from a write body or the upstream answer) is not allowed |
 //!
 //! Otherwise the decision is `Allow { rule: "allowed_operations" }`. Operations without a vault
@@ -31,8 +32,10 @@ pub struct Request {
     pub op: Operation,
     /// The vault, if the operation names one.
     pub vault: Option<VaultRef>,
-    /// The item id, if any (recorded; item allow-lists are a later extension).
+    /// The item id, if the operation names one.
     pub item: Option<String>,
+    /// The item's title, when the proxy learnt it (needed only for item lists by title).
+    pub item_title: Option<String>,
     /// The item's category, when a body or answer says it.
     pub category: Option<Category>,
 }
@@ -117,6 +120,19 @@ pub fn evaluate(contract: &WpcDocument, scope: &ToolScope, request: &Request) ->
             }
         }
     }
+    // An item the operation names, or the one create_item makes (known only by its title).
+    let names_item = request.item.is_some() || op == Operation::CreateItem;
+    if let Some(vault) = &request.vault
+        && names_item
+        && let d @ Decision::Deny { .. } = item_allowed(
+            scope,
+            vault,
+            request.item.as_deref(),
+            request.item_title.as_deref(),
+        )
+    {
+        return d;
+    }
     if let Some(category) = request.category
         && let d @ Decision::Deny { .. } = category_allowed(scope, category)
     {
@@ -139,6 +155,61 @@ pub fn category_allowed(scope: &ToolScope, category: Category) -> Decision {
             format!("category {category} is not in allowed_categories"),
         )
     }
+}
+
+/// The item list that applies to `vault` (by id, else by resolved name), if it has one.
+pub fn item_list<'s>(scope: &'s ToolScope, vault: &VaultRef) -> Option<&'s [String]> {
+    scope
+        .allowed_items
+        .get(&vault.id)
+        .or_else(|| vault.name.as_ref().and_then(|n| scope.allowed_items.get(n)))
+        .map(Vec::as_slice)
+}
+
+/// Whether an item may be touched: always when its vault has no item list, else when the list
+/// names it by `id` or by `title` (an item without an id is one being created; an unknown title
+/// matches nothing).
+pub fn item_allowed(
+    scope: &ToolScope,
+    vault: &VaultRef,
+    id: Option<&str>,
+    title: Option<&str>,
+) -> Decision {
+    let Some(list) = item_list(scope, vault) else {
+        return Decision::Allow {
+            rule: ALLOW_RULE.to_owned(),
+        };
+    };
+    let listed = |name: Option<&str>| name.is_some_and(|n| list.iter().any(|e| e == n));
+    if listed(id) || listed(title) {
+        return Decision::Allow {
+            rule: ALLOW_RULE.to_owned(),
+        };
+    }
+    let item = match (id, title) {
+        (Some(id), Some(title)) => format!("item {id} ({title:?})"),
+        (Some(id), None) => format!("item {id}"),
+        (None, Some(title)) => format!("a new item titled {title:?}"),
+        (None, None) => "a new item without a title".to_owned(),
+    };
+    Decision::deny(
+        "allowed_items",
+        format!("{item} is not in allowed_items for vault {}", vault.id),
+    )
+}
+
+/// Whether the item list of `vault` names anything that is not one of `ids`: then a title is
+/// needed to decide about an unlisted id.
+pub fn lists_titles(scope: &ToolScope, vault: &VaultRef) -> bool {
+    item_list(scope, vault).is_some_and(|list| list.iter().any(|e| !looks_like_id(e)))
+}
+
+/// Connect ids (vaults, items) are 26 lower-case letters and digits; anything else in an
+/// allow-list is a name or title.
+pub fn looks_like_id(s: &str) -> bool {
+    s.len() == 26
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// Whether a vault is in scope, by id or by resolved name.
@@ -178,6 +249,8 @@ pub struct BodyFacts {
     pub vault: Option<String>,
     /// `category` the body sets.
     pub category: Option<Category>,
+    /// `title` a create/update body sets.
+    pub title: Option<String>,
 }
 
 /// Why a write body cannot be inspected (the proxy denies it).
@@ -349,6 +422,15 @@ fn item_facts(value: &serde_json::Value) -> Result<BodyFacts, BodyError> {
             None => None,
         },
         category: member(object, "category")?.map(category_of).transpose()?,
+        title: match member(object, "title")? {
+            Some(title) => Some(
+                title
+                    .as_str()
+                    .ok_or_else(|| BodyError("title must be a string".into()))?
+                    .to_owned(),
+            ),
+            None => None,
+        },
     })
 }
 

@@ -149,7 +149,7 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
                 .tool_scope
                 .allowed_vaults
                 .iter()
-                .find(|v| !looks_like_vault_id(v))
+                .find(|v| !evaluate::looks_like_id(v))
             {
                 out.assumes = Some(format!(
                     "vault {id} is the vault named {first}: the contract lists vaults by name \
@@ -171,6 +171,7 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
             op,
             vault: vault.clone(),
             item: classified.item.clone(),
+            item_title: None,
             category,
         },
     );
@@ -180,6 +181,15 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
             out.decision = "allow";
             out.why
                 .push(format!("operation {op} is allowed in this vault"));
+            if let Some(list) = vault
+                .as_ref()
+                .and_then(|v| evaluate::item_list(&contract.tool_scope, v))
+            {
+                out.why.push(format!(
+                    "only these items of the vault, by id or title: {}",
+                    list.join(", ")
+                ));
+            }
             if question.body.is_none()
                 && matches!(
                     op,
@@ -229,6 +239,18 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
                         .into(),
                 );
             }
+            if rule == "allowed_items"
+                && vault
+                    .as_ref()
+                    .is_some_and(|v| evaluate::lists_titles(&contract.tool_scope, v))
+            {
+                out.why.push(
+                    "the vault's item list also names items by title; the proxy looks this \
+                     item's title up in Connect, which a dry run cannot, so it may still be \
+                     allowed by title"
+                        .into(),
+                );
+            }
             if rule == "allowed_vaults" && question.vault_name.is_none() {
                 out.why.push(
                     "the contract lists vaults by id only, and this id is not one of them".into(),
@@ -237,14 +259,6 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
         }
     }
     Ok(out)
-}
-
-/// A Connect vault id: 26 lower-case letters and digits. Anything else in `allowed_vaults`
-/// is a name.
-fn looks_like_vault_id(v: &str) -> bool {
-    v.len() == 26
-        && v.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// `scheme://host[:port]/target` → parts; the target keeps path and query.

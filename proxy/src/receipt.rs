@@ -61,6 +61,8 @@ pub struct Op {
     pub vault_name: Option<String>,
     /// Item id.
     pub item: Option<String>,
+    /// Item title, when an item list by title needed it.
+    pub item_title: Option<String>,
     /// Item category, when known.
     pub category: Option<String>,
     /// Entries withheld from a list response.
@@ -180,6 +182,7 @@ impl Evidence {
             vault: draft.op.vault,
             vault_name: draft.op.vault_name,
             item: draft.op.item,
+            item_title: draft.op.item_title,
             category: draft.op.category,
             withheld: draft.op.withheld,
         });

@@ -410,6 +410,7 @@ impl Proxy {
 
         // What a write body would set: its category and vault are checked like the path's.
         let mut category = None;
+        let mut body_title = None;
         if matches!(
             operation,
             Operation::CreateItem | Operation::UpdateItem | Operation::PatchItem
@@ -433,6 +434,7 @@ impl Proxy {
                             .await;
                     }
                     category = facts.category;
+                    body_title = facts.title;
                 }
                 Err(error) => {
                     return self
@@ -459,6 +461,15 @@ impl Proxy {
             None => None,
         };
         op.vault_name = vault_ref.as_ref().and_then(|v| v.name.clone());
+        let item_title = match &vault_ref {
+            Some(vault) => {
+                let item = classified.item.as_deref();
+                self.item_title(identity, upstream, vault, item, body_title)
+                    .await
+            }
+            None => None,
+        };
+        op.item_title = item_title.clone();
         let decision = evaluate::evaluate(
             identity.contract.document(),
             &identity.scope,
@@ -466,6 +477,7 @@ impl Proxy {
                 op: operation,
                 vault: vault_ref.clone(),
                 item: classified.item.clone(),
+                item_title,
                 category,
             },
         );
@@ -679,9 +691,21 @@ impl Proxy {
                 op.category = Some(category.as_str().to_owned());
                 allowed(evaluate::category_allowed(scope, category))
             }
-            Operation::ListItems => filter_list(body, op, |item| {
-                item_category(item).is_ok_and(|c| evaluate::category_allowed(scope, c).is_allow())
-            }),
+            Operation::ListItems => {
+                let vault = classified.vault.as_ref().map(|id| VaultRef {
+                    id: id.clone(),
+                    name: op.vault_name.clone(),
+                });
+                filter_list(body, op, |item| {
+                    let text = |key: &str| item.get(key).and_then(Value::as_str);
+                    let listed = vault.as_ref().is_none_or(|vault| {
+                        evaluate::item_allowed(scope, vault, text("id"), text("title")).is_allow()
+                    });
+                    listed
+                        && item_category(item)
+                            .is_ok_and(|c| evaluate::category_allowed(scope, c).is_allow())
+                })
+            }
             Operation::ListVaults => filter_list(body, op, |vault| {
                 let vault = VaultRef {
                     id: vault
@@ -715,6 +739,30 @@ impl Proxy {
             | Operation::Health
             | Operation::Activity => Ok(()),
         }
+    }
+
+    /// The title an item list needs to decide about this item, when its vault has a list: a
+    /// created item's from the body; an existing item's from Connect, asked only when the list
+    /// names titles and does not list the id.
+    async fn item_title(
+        &self,
+        identity: &Identity,
+        upstream: &UpstreamTarget,
+        vault: &VaultRef,
+        item: Option<&str>,
+        body_title: Option<String>,
+    ) -> Option<String> {
+        let list = evaluate::item_list(&identity.scope, vault)?;
+        let id = match item {
+            None => return body_title,
+            Some(id) => id,
+        };
+        if list.iter().any(|entry| entry == id) || !evaluate::lists_titles(&identity.scope, vault) {
+            return None;
+        }
+        let path = format!("/v1/vaults/{}/items/{id}", vault.id);
+        let found = self.fetch_json(upstream, &path).await?;
+        found.get("title")?.as_str().map(str::to_owned)
     }
 
     /// The vault's name, when the effective scope lists vaults by name (cached; Connect is

@@ -54,6 +54,9 @@ pub fn narrow(
         if out.allowed_vaults.is_empty() {
             return Err(ScopeError::Empty("vault"));
         }
+        // Item lists belong to their vaults.
+        out.allowed_items
+            .retain(|vault, _| out.allowed_vaults.contains(vault));
     }
     Ok(out)
 }
@@ -172,6 +175,24 @@ mod tests {
         .unwrap();
         assert_eq!(same, scope);
         assert_eq!(scope_hash(&same), scope_hash(&scope));
+    }
+
+    #[test]
+    fn narrowing_vaults_keeps_only_their_item_lists() {
+        let mut scope = seed();
+        scope.allowed_vaults.push("second".into());
+        scope
+            .allowed_items
+            .insert("second".into(), vec!["only-this".into()]);
+        scope
+            .allowed_items
+            .insert(scope.allowed_vaults[0].clone(), vec!["kept".into()]);
+        let first = scope.allowed_vaults[0].clone();
+        let narrowed = narrow(&scope, None, Some(std::slice::from_ref(&first))).unwrap();
+        assert_eq!(narrowed.allowed_items.len(), 1);
+        assert_eq!(narrowed.allowed_items[&first], ["kept"]);
+        // Unnarrowed, the lists stay as the contract wrote them.
+        assert_eq!(narrow(&scope, None, None).unwrap(), scope);
     }
 
     #[test]

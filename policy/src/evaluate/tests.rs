@@ -20,6 +20,7 @@ fn request(op: Operation, vault: Option<VaultRef>, category: Option<Category>) -
         op,
         vault,
         item: Some("x4tpzrqojj2ahmv3w7nb6vu2pe".into()),
+        item_title: None,
         category,
     }
 }
@@ -337,4 +338,81 @@ fn oversized_bodies_are_refused() {
     body.extend_from_slice(br#""}"#);
     let err = inspect_body(Operation::CreateItem, &body).unwrap_err();
     assert!(err.to_string().contains("larger than"), "{err}");
+}
+
+#[test]
+fn item_lists_narrow_a_vault_by_id_or_title() {
+    let mut doc = seed();
+    const LISTED: &str = "x4tpzrqojj2ahmv3w7nb6vu2pe";
+    const OTHER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaa";
+    doc.tool_scope.allowed_items.insert(
+        "vault_agent_secrets_prod".into(),
+        vec![LISTED.into(), "prod-db".into()],
+    );
+    let scope = &doc.tool_scope;
+    let vault = named(VID, "vault_agent_secrets_prod");
+    let ask = |item: &str, title: Option<&str>| {
+        let mut r = request(Operation::ReadItem, vault.clone(), Some(Category::Database));
+        r.item = Some(item.into());
+        r.item_title = title.map(str::to_owned);
+        evaluate(&doc, scope, &r)
+    };
+    assert_eq!(rule(&ask(LISTED, None)), ("allowed_operations", true));
+    assert_eq!(
+        rule(&ask(OTHER, Some("prod-db"))),
+        ("allowed_operations", true)
+    );
+    assert_eq!(rule(&ask(OTHER, None)), ("allowed_items", false));
+    assert_eq!(rule(&ask(OTHER, Some("Prod-DB"))), ("allowed_items", false));
+    // Operations without an item are not touched by item lists.
+    let mut list = request(Operation::ReadItem, vault.clone(), None);
+    list.item = None;
+    assert!(evaluate(&doc, scope, &list).is_allow());
+    // The vault rule comes first; another vault has no list.
+    let elsewhere = named("bbbbbbbbbbbbbbbbbbbbbbbbbb", "other");
+    assert!(item_allowed(scope, elsewhere.as_ref().unwrap(), Some(OTHER), None).is_allow());
+    assert!(lists_titles(scope, vault.as_ref().unwrap()));
+    // A list keyed by the vault id applies too.
+    let mut by_id = seed();
+    by_id
+        .tool_scope
+        .allowed_items
+        .insert(VID.into(), vec![LISTED.into()]);
+    let unnamed = Some(VaultRef {
+        id: VID.into(),
+        name: None,
+    });
+    assert!(
+        !item_allowed(
+            &by_id.tool_scope,
+            unnamed.as_ref().unwrap(),
+            Some(OTHER),
+            None
+        )
+        .is_allow()
+    );
+    assert!(!lists_titles(&by_id.tool_scope, unnamed.as_ref().unwrap()));
+    // create_item in a listed vault: only a listed title may be created.
+    let mut create = request(
+        Operation::CreateItem,
+        vault.clone(),
+        Some(Category::Database),
+    );
+    doc.tool_scope
+        .allowed_operations
+        .push(Operation::CreateItem);
+    doc.tool_scope.deny_operations.clear();
+    create.item = None;
+    create.item_title = Some("prod-db".into());
+    assert!(evaluate(&doc, &doc.tool_scope, &create).is_allow());
+    create.item_title = Some("anything else".into());
+    assert_eq!(
+        rule(&evaluate(&doc, &doc.tool_scope, &create)),
+        ("allowed_items", false)
+    );
+    create.item_title = None;
+    assert_eq!(
+        rule(&evaluate(&doc, &doc.tool_scope, &create)),
+        ("allowed_items", false)
+    );
 }

@@ -62,13 +62,20 @@ async fn golden_run() -> (Stack, Vec<u8>) {
         let status = call(&stack, &token, method, url, body).await;
         assert_eq!(status, *expected, "{method} {url}");
     }
+    let bundle = close_and_bundle(&stack, JOB).await;
+    (stack, bundle)
+}
+
+/// Revokes `job`, lets the proxy write its `job_close`, and bundles it once a checkpoint covers
+/// it.
+pub(super) async fn close_and_bundle(stack: &Stack, job: &str) -> Vec<u8> {
     claw_tokens::revocation::RevocationStore::new(stack.dir.state())
-        .revoke_job(JOB, "golden run finished", claw_tokens::now())
+        .revoke_job(job, "run finished", claw_tokens::now())
         .unwrap();
     stack.proxy.proxy.close_ended_jobs().await;
     // The next checkpoint covers the job_close (the stack checkpoints every 100 ms).
     let options = BuildOptions {
-        job: JOB.into(),
+        job: job.into(),
         include_live_token: false,
         now: claw_tokens::now(),
     };
@@ -78,7 +85,7 @@ async fn golden_run() -> (Stack, Vec<u8>) {
             Ok(built) => {
                 assert_eq!(built.token, TokenState::Revoked);
                 assert!(built.closed);
-                return (stack, out);
+                return out;
             }
             Err(bundle::BuildError::Checkpoint { .. }) => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -89,11 +96,10 @@ async fn golden_run() -> (Stack, Vec<u8>) {
     panic!("no checkpoint covered the job within 5 s");
 }
 
-#[tokio::test]
-async fn a_real_job_bundles_and_verifies_complete_against_trust_json_alone() {
-    let (stack, bytes) = golden_run().await;
+/// Verifies `bundle` against the stack's trust.json and asserts nothing failed.
+pub(super) fn verified_complete(stack: &Stack, bundle: &[u8]) -> verify::Verification {
     let trust = TrustStore::load(&stack.dir.trust()).unwrap();
-    let v = verify::verify(&bytes, &trust);
+    let v = verify::verify(bundle, &trust);
     let failed: Vec<_> = v
         .checks
         .iter()
@@ -102,6 +108,13 @@ async fn a_real_job_bundles_and_verifies_complete_against_trust_json_alone() {
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
     assert_eq!(v.tier, Tier::VerifiedComplete);
+    v
+}
+
+#[tokio::test]
+async fn a_real_job_bundles_and_verifies_complete_against_trust_json_alone() {
+    let (stack, bytes) = golden_run().await;
+    let v = verified_complete(&stack, &bytes);
     assert_eq!(v.checks.len(), verify::CHECKS.len());
     let two_phase = v.check("semantics.two_phase").unwrap();
     assert!(

@@ -8,11 +8,13 @@
 //! - `evidence`: a real job bundled from its data dir and verified offline (and the golden
 //!   bundle for the verifier's mutation tests);
 //! - `sdk`: the official Python and JS Connect SDKs through the proxy, HTTP and HTTPS;
-//! - `faults`: a hostile or broken upstream and a proxy shut down mid-request.
+//! - `faults`: a hostile or broken upstream and a proxy shut down mid-request;
+//! - `extensions`: the optional contract fields (item allow-lists).
 
 mod auth;
 mod clients;
 mod evidence;
+mod extensions;
 mod faults;
 mod flow;
 mod sdk;

@@ -24,7 +24,7 @@
 //! | `cst` | `{jti, scope}` of the token (never the token itself) |
 //! | `wpc` | the pinned contract hash `blake3:<hex>` |
 //! | `req` | `{method, scheme, host, port, path, query?, body_hash?}`: what was checked and forwarded |
-//! | `op` | `{integration, name, vault?, vault_name?, item?, category?, withheld?}`; `withheld` counts list entries removed from the answer |
+//! | `op` | `{integration, name, vault?, vault_name?, item?, item_title?, category?, withheld?}`; `withheld` counts list entries removed from the answer |
 //! | `decision` | `{allow, rule, reason}` |
 //! | `resp` | `{status, bytes, body_hash, released}`: the upstream answer (absent when nothing was forwarded); `released` says whether the agent got it |
 //! | `duration_ms` | milliseconds from the request head to the receipt draft |
@@ -153,6 +153,9 @@ pub struct Op {
     /// Item id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<String>,
+    /// Item title, when an item allow-list by title decided the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_title: Option<String>,
     /// Operation name (`read_item`, `unknown`, `egress`, …).
     pub name: String,
     /// Vault id.

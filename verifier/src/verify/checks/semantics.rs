@@ -132,6 +132,7 @@ fn connect_request(op: &crate::receipt::Op) -> Result<evaluate::Request, String>
             name: op.vault_name.clone(),
         }),
         item: op.item.clone(),
+        item_title: op.item_title.clone(),
         category,
     })
 }

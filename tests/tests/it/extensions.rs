@@ -1,0 +1,75 @@
+//! Contract extensions through the proxy (issue 13): item allow-lists.
+
+use connect_sim::demo::{DEMO_API_ITEM_ID, DEMO_DB_ITEM_ID, DEMO_VAULT_ID};
+
+use super::evidence::{close_and_bundle, verified_complete};
+use super::*;
+
+const BY_TITLE: &[u8] = include_bytes!("../../../examples/policies/1password-read-by-title.json");
+
+/// The read-by-title contract with `allowed_items` for its vault.
+fn with_items(items: &str) -> Vec<u8> {
+    let text = std::str::from_utf8(BY_TITLE).unwrap().replacen(
+        "\"allowed_vaults\"",
+        &format!(
+            "\"allowed_items\": {{\"vault_agent_secrets_prod\": {items}}}, \"allowed_vaults\""
+        ),
+        1,
+    );
+    text.into_bytes()
+}
+
+#[tokio::test]
+async fn item_lists_allow_listed_items_by_id_or_title_and_filter_lists() {
+    for (items, job) in [
+        (r#"["prod-db"]"#.to_owned(), "by-title"),
+        (format!(r#"["{DEMO_DB_ITEM_ID}"]"#), "by-id"),
+    ] {
+        let stack = Stack::start(&with_items(&items), Upstream::Sim).await;
+        let token = stack.mint("1password-read-by-title", job, None);
+        let get = |path: String| {
+            let token = token.clone();
+            let stack = &stack;
+            async move {
+                let request = format!(
+                    "GET http://connect.1password.com{path} HTTP/1.1\r\nHost: connect.1password.com\r\nProxy-Authorization: {}\r\n\r\n",
+                    basic(job, &token)
+                );
+                raw::send(stack.addr(), request.as_bytes()).await
+            }
+        };
+
+        // The listed item is read; its receipt names the title only when a title decided.
+        let listed = get(item_path(DEMO_DB_ITEM_ID)).await;
+        assert_eq!(listed.status, 200, "{job}: {}", listed.text());
+        let receipt = stack.receipt(listed.header("x-clawproxy-receipt").unwrap());
+        let title = receipt.op.as_ref().unwrap().item_title.as_deref();
+        assert_eq!(title, (job == "by-title").then_some("prod-db"), "{job}");
+
+        // Another item of an allowed category in the same vault is refused by the list.
+        let other = get(item_path(DEMO_API_ITEM_ID)).await;
+        assert_eq!(other.status, 403, "{job}: {}", other.text());
+        assert!(other.text().contains("allowed_items"), "{}", other.text());
+        assert!(!other.text().contains("sk_demo"), "the item leaked");
+
+        // A list answers only the listed item, and counts what it withheld.
+        let list = get(format!("/v1/vaults/{DEMO_VAULT_ID}/items")).await;
+        assert_eq!(list.status, 200, "{job}: {}", list.text());
+        let entries = list.json();
+        let ids: Vec<&str> = entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [DEMO_DB_ITEM_ID], "{job}");
+        let receipt = stack.receipt(list.header("x-clawproxy-receipt").unwrap());
+        assert!(receipt.op.unwrap().withheld.unwrap() >= 1);
+
+        // Offline, the verifier re-evaluates every decision under the item list.
+        let bundle = close_and_bundle(&stack, job).await;
+        let v = verified_complete(&stack, &bundle);
+        let reevaluated = v.check("semantics.reevaluate").unwrap();
+        assert_eq!(reevaluated.status, claw_verifier::verify::Status::Pass);
+    }
+}
