@@ -137,6 +137,36 @@ pub struct WpcDocument {
     pub cst_constraints: CstConstraints,
     /// Where the agent may connect.
     pub sandbox: Sandbox,
+    /// Per-job request budgets. Defaults to none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
+}
+
+/// Per-job request budgets, reads and writes counted apart.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Non-mutating operations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Rate>,
+    /// `create_item`, `update_item`, `patch_item`, `delete_item`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<Rate>,
+}
+
+/// One budget: a token bucket per second (with a burst) and one per hour.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Sustained requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<u32>,
+    /// Requests at once before `per_second` applies; defaults to `per_second`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Requests per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<u32>,
 }
 
 /// Operations, vaults and categories the agent may use.
@@ -336,6 +366,19 @@ fn semantic_violations(doc: &WpcDocument) -> Vec<Violation> {
                 .into(),
         });
     }
+    if let Some(limits) = &doc.rate_limits {
+        for (class, rate) in [("reads", &limits.reads), ("writes", &limits.writes)] {
+            if let Some(rate) = rate
+                && rate.burst.is_some()
+                && rate.per_second.is_none()
+            {
+                out.push(Violation {
+                    pointer: format!("/rate_limits/{class}/burst"),
+                    message: "burst sizes the per_second bucket; set per_second too".into(),
+                });
+            }
+        }
+    }
     for vault in scope.allowed_items.keys() {
         if !scope.allowed_vaults.contains(vault) {
             out.push(Violation {
@@ -459,6 +502,37 @@ mod tests {
         ] {
             let v = invalid(&with_items(items));
             assert!(v.iter().any(|v| v.pointer == pointer), "{items}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_optional_and_checked() {
+        let with_rates = |rates: &str| {
+            seed_with(
+                r#""sandbox""#,
+                &format!(r#""rate_limits": {rates}, "sandbox""#),
+            )
+        };
+        let ok = Contract::from_slice(
+            with_rates(r#"{"reads": {"per_second": 5, "burst": 10}, "writes": {"per_hour": 60}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let limits = ok.document().rate_limits.clone().unwrap();
+        assert_eq!(limits.reads.unwrap().burst, Some(10));
+        assert_eq!(limits.writes.unwrap().per_hour, Some(60));
+        for (rates, pointer) in [
+            (r#"{"reads": {"burst": 3}}"#, "/rate_limits/reads/burst"),
+            (
+                r#"{"reads": {"per_second": 0}}"#,
+                "/rate_limits/reads/per_second",
+            ),
+            (r#"{"reads": {"per_minute": 5}}"#, "/rate_limits/reads"),
+            (r#"{"reads": {}}"#, "/rate_limits/reads"),
+            ("{}", "/rate_limits"),
+        ] {
+            let v = invalid(&with_rates(rates));
+            assert!(v.iter().any(|v| v.pointer == pointer), "{rates}: {v:?}");
         }
     }
 

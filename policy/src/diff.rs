@@ -20,7 +20,7 @@ pub enum Direction {
 pub struct Change {
     /// More or less.
     pub direction: Direction,
-    /// `operation`, `vault`, `item`, `category`, `host` or `max_ttl_seconds`.
+    /// `operation`, `vault`, `item`, `category`, `host`, `rate_limit` or `max_ttl_seconds`.
     pub what: &'static str,
     /// The value that appeared or disappeared (or `old → new`).
     pub value: String,
@@ -68,6 +68,7 @@ pub fn diff(old: &WpcDocument, new: &WpcDocument) -> Vec<Change> {
         strings(&new.tool_scope.allowed_vaults),
     );
     items(&mut out, old, new);
+    rates(&mut out, old, new);
     let cats = |d: &WpcDocument| -> BTreeSet<String> {
         d.tool_scope
             .allowed_categories
@@ -99,6 +100,41 @@ pub fn diff(old: &WpcDocument, new: &WpcDocument) -> Vec<Change> {
     }
     out.sort_by_key(|c| c.direction == Direction::Narrows);
     out
+}
+
+/// Rate limits: a higher or removed budget widens, a lower or new one narrows.
+fn rates(out: &mut Vec<Change>, old: &WpcDocument, new: &WpcDocument) {
+    let budget = |d: &WpcDocument, class: &str| -> [(&'static str, Option<u32>); 3] {
+        let limits = d.rate_limits.as_ref();
+        let rate = limits.and_then(|l| if class == "reads" { l.reads } else { l.writes });
+        let per_second = rate.and_then(|r| r.per_second);
+        [
+            ("per_second", per_second),
+            ("burst", rate.and_then(|r| r.burst.or(per_second))),
+            ("per_hour", rate.and_then(|r| r.per_hour)),
+        ]
+    };
+    for class in ["reads", "writes"] {
+        for ((field, a), (_, b)) in budget(old, class).into_iter().zip(budget(new, class)) {
+            let shown = |v: Option<u32>| v.map_or("unlimited".to_owned(), |n| n.to_string());
+            // None is unlimited: larger than any number.
+            let widens = match (a, b) {
+                (Some(a), Some(b)) if a != b => b > a,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                _ => continue,
+            };
+            out.push(Change {
+                direction: if widens {
+                    Direction::Widens
+                } else {
+                    Direction::Narrows
+                },
+                what: "rate_limit",
+                value: format!("{class}.{field} {} → {}", shown(a), shown(b)),
+            });
+        }
+    }
 }
 
 /// Item lists: a vault losing its list widens to every item, one gaining a list narrows, and
@@ -190,6 +226,56 @@ mod tests {
         wider.tool_scope.deny_operations.clear();
         let changes = diff(&seed, &wider);
         assert_eq!(changes[0].to_string(), "allows operation delete_item");
+    }
+
+    #[test]
+    fn rate_limits_widen_when_raised_or_removed() {
+        let seed = load("1password-readonly-agent.json");
+        let mut limited = seed.clone();
+        limited.rate_limits = Some(crate::contract::RateLimits {
+            reads: Some(crate::contract::Rate {
+                per_second: Some(5),
+                burst: None,
+                per_hour: Some(1000),
+            }),
+            writes: None,
+        });
+        let shown = |changes: Vec<Change>| -> Vec<String> {
+            changes
+                .iter()
+                .map(|c| format!("{:?} {}", c.direction, c.value))
+                .collect()
+        };
+        assert_eq!(
+            shown(diff(&seed, &limited)),
+            [
+                "Narrows reads.per_second unlimited → 5",
+                "Narrows reads.burst unlimited → 5",
+                "Narrows reads.per_hour unlimited → 1000"
+            ]
+        );
+        let mut raised = limited.clone();
+        raised
+            .rate_limits
+            .as_mut()
+            .unwrap()
+            .reads
+            .as_mut()
+            .unwrap()
+            .per_second = Some(10);
+        assert_eq!(
+            shown(diff(&limited, &raised)),
+            [
+                "Widens reads.per_second 5 → 10",
+                "Widens reads.burst 5 → 10"
+            ]
+        );
+        assert_eq!(diff(&limited, &seed).len(), 3);
+        assert!(
+            diff(&limited, &seed)
+                .iter()
+                .all(|c| c.direction == Direction::Widens)
+        );
     }
 
     #[test]

@@ -181,6 +181,27 @@ pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explan
             out.decision = "allow";
             out.why
                 .push(format!("operation {op} is allowed in this vault"));
+            if let Some(limits) = &contract.rate_limits {
+                let (class, rate) = if op.is_mutating() {
+                    ("writes", limits.writes)
+                } else {
+                    ("reads", limits.reads)
+                };
+                if let Some(rate) = rate {
+                    let parts: Vec<String> = [
+                        rate.per_second.map(|n| format!("{n} per second")),
+                        rate.burst.map(|n| format!("bursts of {n}")),
+                        rate.per_hour.map(|n| format!("{n} per hour")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    out.why.push(format!(
+                        "within the job's {class} budget ({}); over it the proxy answers 429",
+                        parts.join(", ")
+                    ));
+                }
+            }
             if let Some(list) = vault
                 .as_ref()
                 .and_then(|v| evaluate::item_list(&contract.tool_scope, v))

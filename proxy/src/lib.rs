@@ -22,6 +22,7 @@ pub mod init;
 pub mod intercept;
 pub mod listen;
 pub mod metrics;
+pub mod ratelimit;
 pub mod receipt;
 pub mod respond;
 pub mod run;

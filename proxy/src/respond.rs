@@ -44,6 +44,18 @@ pub fn denied(rule: &str, reason: &str) -> Response<Body> {
     )
 }
 
+/// 429: over the contract's rate limit, with `Retry-After` in seconds.
+pub fn rate_limited(reason: &str, retry_after: u64) -> Response<Body> {
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("denied by clawproxy (rule rate_limit): {reason}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
 /// 400: the request cannot be handled safely as sent.
 pub fn bad_request(reason: &str) -> Response<Body> {
     error(StatusCode::BAD_REQUEST, &format!("bad request: {reason}"))

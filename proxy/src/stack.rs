@@ -42,6 +42,7 @@ use crate::drain::{Drain, Watcher};
 use crate::hygiene;
 use crate::intercept::Interceptor;
 use crate::metrics::Metrics;
+use crate::ratelimit::{Class, RateLimiter};
 use crate::receipt::{Decided, Draft, Evidence, Kind, NotRecorded, Op, Recorded, Req, Resp};
 use crate::respond::{self, Body};
 use crate::upstream::{self, UpstreamTarget};
@@ -66,6 +67,7 @@ pub struct Proxy {
     pub evidence: Evidence,
     /// The shutdown signal every connection and tunnel watches.
     pub drain: Drain,
+    rate_limiter: RateLimiter,
     upstreams: HashMap<String, UpstreamTarget>,
     own: Vec<SocketAddr>,
     tunnels: Arc<Semaphore>,
@@ -244,6 +246,7 @@ impl Proxy {
             metrics: Metrics::default(),
             evidence,
             drain: Drain::default(),
+            rate_limiter: RateLimiter::default(),
             upstreams,
             own,
             tunnels,
@@ -489,6 +492,11 @@ impl Proxy {
             }
             Decision::Allow { rule } => rule,
         };
+        if let Some(wait) = self.over_budget(identity, operation) {
+            return self
+                .rate_limited(identity, peer, req, op, wait, started)
+                .await;
+        }
 
         // Mutations: a durable pre-forward receipt, or nothing is forwarded.
         let mut rid = None;
@@ -739,6 +747,56 @@ impl Proxy {
             | Operation::Health
             | Operation::Activity => Ok(()),
         }
+    }
+
+    /// How long the job must wait, when the contract's `rate_limits` leave no room for this
+    /// operation now (an allowed request takes one unit of its class's budget).
+    fn over_budget(
+        &self,
+        identity: &Identity,
+        operation: Operation,
+    ) -> Option<(Class, std::time::Duration)> {
+        let limits = identity.contract.document().rate_limits.as_ref()?;
+        let (class, rate) = if operation.is_mutating() {
+            (Class::Writes, limits.writes.as_ref()?)
+        } else {
+            (Class::Reads, limits.reads.as_ref()?)
+        };
+        let job = identity.job();
+        let now = Instant::now();
+        self.rate_limiter
+            .admit(job, class, rate, now)
+            .err()
+            .map(|wait| (class, wait))
+    }
+
+    /// 429 with `Retry-After`, receipted as a denial by the rule `rate_limit`.
+    async fn rate_limited(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        req: Req,
+        op: Op,
+        (class, wait): (Class, std::time::Duration),
+        started: Instant,
+    ) -> Response<Body> {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let reason = format!(
+            "job {} is over its {} budget in rate_limits; retry in {seconds} s",
+            identity.job(),
+            class.as_str()
+        );
+        let denied = self
+            .deny(identity, peer, req, op, "rate_limit", &reason, started)
+            .await;
+        if denied.status() != StatusCode::FORBIDDEN {
+            return denied; // the receipt failed: 503 says so
+        }
+        let mut response = respond::rate_limited(&reason, seconds.max(1));
+        if let Some(id) = denied.headers().get(RECEIPT_HEADER) {
+            response.headers_mut().insert(RECEIPT_HEADER, id.clone());
+        }
+        response
     }
 
     /// The title an item list needs to decide about this item, when its vault has a list: a

@@ -1,4 +1,4 @@
-//! Contract extensions through the proxy (issue 13): item allow-lists.
+//! Contract extensions through the proxy (issue 13): item allow-lists and rate limits.
 
 use connect_sim::demo::{DEMO_API_ITEM_ID, DEMO_DB_ITEM_ID, DEMO_VAULT_ID};
 
@@ -72,4 +72,52 @@ async fn item_lists_allow_listed_items_by_id_or_title_and_filter_lists() {
         let reevaluated = v.check("semantics.reevaluate").unwrap();
         assert_eq!(reevaluated.status, claw_verifier::verify::Status::Pass);
     }
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_the_job_gets_429_with_retry_after_and_a_receipt() {
+    let (recorder, addr) = Recorder::start(db_item()).await;
+    let contract = std::str::from_utf8(claw_tests::SEED)
+        .unwrap()
+        .replace("\"vault_agent_secrets_prod\"", &format!("\"{DEMO_VAULT_ID}\""))
+        .replacen(
+            "\"sandbox\"",
+            r#""rate_limits": {"reads": {"per_second": 1, "burst": 2, "per_hour": 100}}, "sandbox""#,
+            1,
+        );
+    let stack = Stack::start(contract.as_bytes(), Upstream::At(addr)).await;
+    let token = stack.mint(POLICY, "job-1", None);
+    let other = stack.mint(POLICY, "job-2", None);
+    let read = |token: &str, job: &str| {
+        format!(
+            "GET http://connect.1password.com{} HTTP/1.1\r\nHost: connect.1password.com\r\nProxy-Authorization: {}\r\n\r\n",
+            item_path(DEMO_DB_ITEM_ID),
+            basic(job, token)
+        )
+    };
+    for _ in 0..2 {
+        let ok = raw::send(stack.addr(), read(&token, "job-1").as_bytes()).await;
+        assert_eq!(ok.status, 200, "{}", ok.text());
+    }
+    let limited = raw::send(stack.addr(), read(&token, "job-1").as_bytes()).await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    assert_eq!(limited.json()["status"], 429);
+    assert!(limited.text().contains("rate_limit"), "{}", limited.text());
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    assert_eq!(recorder.count(), 2, "the limited read reached the upstream");
+    let receipt = stack.receipt(limited.header("x-clawproxy-receipt").unwrap());
+    let decision = receipt.decision.unwrap();
+    assert_eq!(
+        (decision.allow, decision.rule.as_str()),
+        (false, "rate_limit")
+    );
+
+    // Another job has its own budget.
+    let ok = raw::send(stack.addr(), read(&other, "job-2").as_bytes()).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+
+    // The evidence still verifies: a rate-limit denial is one the verifier accepts as such.
+    let bundle = close_and_bundle(&stack, "job-1").await;
+    verified_complete(&stack, &bundle);
 }

@@ -9,7 +9,7 @@
 //!   bundle for the verifier's mutation tests);
 //! - `sdk`: the official Python and JS Connect SDKs through the proxy, HTTP and HTTPS;
 //! - `faults`: a hostile or broken upstream and a proxy shut down mid-request;
-//! - `extensions`: the optional contract fields (item allow-lists).
+//! - `extensions`: the optional contract fields (item allow-lists, rate limits).
 
 mod auth;
 mod clients;

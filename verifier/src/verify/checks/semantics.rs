@@ -13,7 +13,7 @@ use crate::verify::context::Ctx;
 
 /// Refusals the proxy makes before or beside the contract, from bytes a bundle does not hold
 /// (headers, bodies, the resolved address): a receipt can only show them as denials.
-const REFUSALS: [&str; 11] = [
+const REFUSALS: [&str; 12] = [
     "malformed_request",
     "proxy_auth",
     "method_override",
@@ -25,6 +25,8 @@ const REFUSALS: [&str; 11] = [
     "body_vault_mismatch",
     "uninspectable_response",
     "address_class",
+    // Decided on the job's earlier calls within a window; the budget itself is in the contract.
+    "rate_limit",
 ];
 
 /// Denials decided on the upstream's answer: the request was forwarded, the answer withheld.
