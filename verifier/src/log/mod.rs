@@ -38,7 +38,9 @@
 //! must be a prefix of the log. A torn last line (a crash mid-write; it was never acknowledged
 //! because acknowledgements follow the sync) is cut and a `recovery` receipt records its offset,
 //! length and hash. Anything else — a bad signature, a gap, a reorder, a line after a torn one —
-//! refuses the start with the file, the seq and the command to inspect it.
+//! refuses the start with the file, the seq and the command to inspect it. An incomplete last
+//! record of `checkpoints` (an append cut short by a crash or a full disk; its note never
+//! became the latest) is cut too, so the next record starts on a line of its own.
 //!
 //! # Decisions
 //!

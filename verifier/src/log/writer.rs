@@ -271,6 +271,7 @@ impl State {
         trust.add(Purpose::Proxy, &config.proxy_id, verifying);
         let origin = config.origin();
         let latest = read_latest_checkpoint(dir, &origin, &verifying)?;
+        cut_torn_history(dir)?;
         let mut receipts = Receipts::new(dir, &trust, false).map_err(|e| damaged(dir, &e))?;
         let mut prefix_root = latest.as_ref().filter(|c| c.size == 0).map(|c| c.root);
         let mut torn = None;
@@ -586,6 +587,46 @@ fn zero_tail(error: &ReadError, dir: &Path) -> Option<(PathBuf, u64, u64)> {
     tail.iter()
         .all(|b| *b == 0 || *b == b'\n')
         .then(|| (last.clone(), offset as u64, tail.len() as u64))
+}
+
+/// Cuts an incomplete last record of the checkpoint history: an append cut short by a crash
+/// or a full disk. Its note never became the latest checkpoint (that is written only after the
+/// history line is synced), so nothing is lost; left in place, the next record would be
+/// appended after it and the history would no longer parse.
+fn cut_torn_history(dir: &Path) -> Result<(), LogError> {
+    /// A record is well under 1 KiB; an incomplete one longer than this is damage.
+    const WINDOW: u64 = 64 * 1024;
+    let path = dir.join("checkpoints");
+    let fail = |e: io::Error| io_failure(&path, &e.to_string());
+    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(fail(e)),
+    };
+    let len = file.metadata().map_err(fail)?.len();
+    let start = len.saturating_sub(WINDOW);
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    file.seek(SeekFrom::Start(start)).map_err(fail)?;
+    file.read_to_end(&mut tail).map_err(fail)?;
+    if tail.is_empty() || tail.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(p) => start + p as u64 + 1,
+        None if start == 0 => 0,
+        None => {
+            return Err(LogError::Damaged {
+                file: path.display().to_string(),
+                seq: String::new(),
+                message: format!("the checkpoint history ends in a line over {WINDOW} bytes"),
+                data_dir: data_dir_of(dir),
+            });
+        }
+    };
+    file.set_len(keep).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    tracing::warn!(file = %path.display(), offset = keep, bytes = len - keep, "cut an incomplete checkpoint history record");
+    Ok(())
 }
 
 /// Cuts a never-acknowledged tail and says what was cut.

@@ -186,6 +186,50 @@ async fn close_job_writes_count_and_checkpoint_and_refuses_later_receipts() {
 }
 
 #[tokio::test]
+async fn restart_cuts_a_checkpoint_record_cut_short() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keys::generate();
+    let cfg = config(tmp.path(), &key);
+    {
+        let (log, task) = LogWriter::open(cfg.clone()).await.unwrap();
+        log.append(call("j")).await.unwrap();
+        log.shutdown().await.unwrap();
+        task.await.unwrap();
+    }
+    // A history append cut short (a crash, or a full disk, mid-write).
+    let history = cfg.dir.join("checkpoints");
+    let whole = std::fs::read(&history).unwrap();
+    assert!(whole.ends_with(b"\n"));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&history)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &whole[..whole.len() / 2]).unwrap();
+    drop(file);
+    assert!(LogReader::new(&cfg.dir, trust(&key)).checkpoints().is_err());
+
+    // The restart cuts it, and the next record starts on a line of its own.
+    let (log, task) = LogWriter::open(cfg.clone()).await.unwrap();
+    assert_eq!(std::fs::read(&history).unwrap(), whole);
+    log.append(call("j")).await.unwrap();
+    assert_eq!(log.checkpoint().await.unwrap().size, 2);
+    log.shutdown().await.unwrap();
+    task.await.unwrap();
+    let sizes: Vec<u64> = LogReader::new(&cfg.dir, trust(&key))
+        .checkpoints()
+        .unwrap()
+        .iter()
+        .map(|c| c.size)
+        .collect();
+    assert_eq!(sizes, [1, 2]);
+    assert_eq!(
+        read_all(&cfg.dir, &key).len(),
+        2,
+        "no recovery receipt: no leaf was cut"
+    );
+}
+
+#[tokio::test]
 async fn restart_continues_the_chain_and_cuts_a_torn_tail() {
     let tmp = tempfile::tempdir().unwrap();
     let key = keys::generate();

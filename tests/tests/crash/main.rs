@@ -1,0 +1,15 @@
+//! Durability of the whole proxy, run as real processes (`clawproxy run`, `connect-sim`, and
+//! the `clawproxy`/`clawcontrols`/`clawscope`/`clawverify` command lines):
+//!
+//! - `kill`: agents read through the proxy while it is `kill -9`ed and restarted on the same
+//!   data dir, again and again; every answer an agent saw has its receipt in a log that still
+//!   verifies, torn tails are cut and recorded, and the job's bundle verifies;
+//! - `disk`: the data dir on a tmpfs that fills up: the proxy answers 503 and releases nothing,
+//!   stays poisoned until restarted, and after a restart serves again on a log that verifies.
+//!
+//! The binaries are built (or found up to date) once per run with `cargo build` into this
+//! test's own target directory; `CLAW_BIN_DIR=<dir>` uses prebuilt ones instead.
+
+mod disk;
+mod kill;
+mod support;
