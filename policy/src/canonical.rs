@@ -33,7 +33,9 @@ pub enum JsonError {
     Canonical(String),
 }
 
-/// Parses `bytes` as JSON, refusing duplicate object keys and integers beyond ±(2^53 − 1).
+/// Parses `bytes` as JSON, refusing duplicate object keys and integers beyond ±(2^53 − 1),
+/// also when spelled as floats (`9007199254740993.0`, `1e20`) below the 1e21 from which JCS
+/// writes an exponent: their canonical form would be an integer this parser refuses.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = StrictValue::deserialize(&mut de).and_then(|v| de.end().map(|()| v.0));
@@ -152,6 +154,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        // JCS writes a float of magnitude below 1e21 in plain integer notation when it is
+        // integral, and every float beyond 2^53 is. Such a value would canonicalise to an
+        // integer this parser refuses (`9007199254740993.0` → `9007199254740992`), so bytes
+        // that were hashed or signed could not be read back: refuse it here as well.
+        if v.abs() > MAX_SAFE_INTEGER as f64 && v.abs() < 1e21 {
+            return Err(E::custom(format!(
+                "number {v} is an integer outside ±(2^53 − 1)"
+            )));
+        }
         Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom("non-finite number"))
@@ -209,6 +220,30 @@ mod tests {
         assert!(parse_strict(b"-9007199254740992").is_err());
     }
 
+    /// Found by `claw-fuzz contract`: a float beyond 2^53 was accepted, but its canonical
+    /// form is a plain integer that this parser refuses, so the JCS bytes did not re-parse.
+    #[test]
+    fn floats_that_canonicalise_to_unsafe_integers_are_refused() {
+        for text in [
+            "9007199254740993.0",
+            "-9007199254740993.0",
+            "9007199254740992.5e0",
+            "1e20",
+            "99999999999999999999.0",
+        ] {
+            let err = parse_strict(text.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("outside"), "{text}: {err}");
+        }
+        // Below the bound, and from 1e21 on (JCS writes an exponent there), floats stay, and
+        // their canonical form reads back.
+        for text in ["9007199254740991.0", "1.5", "-0.0", "1e21", "-1e300"] {
+            let v = parse_strict(text.as_bytes()).unwrap();
+            let jcs = to_jcs(&v).unwrap();
+            let again = parse_strict(&jcs).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(to_jcs(&again).unwrap(), jcs, "{text}");
+        }
+    }
+
     #[test]
     fn trailing_garbage_is_refused() {
         assert!(parse_strict(b"{} {}").is_err());
@@ -222,6 +257,129 @@ mod tests {
         assert_eq!(out, "{\"\u{20ac}\":1,\"\u{1f600}\":2,\"\u{fb33}\":3}");
         let v = parse_strict(b"[1e21,1e-7,-0.0,100.0]").unwrap();
         assert_eq!(to_jcs(&v).unwrap(), b"[1e+21,1e-7,0,100]");
+    }
+
+    // === Properties ===
+
+    use proptest::prelude::*;
+
+    /// Any JSON value: safe integers, finite floats outside the band JCS would print as an
+    /// unsafe integer, strings with escapes and non-ASCII, nested arrays and objects.
+    fn json() -> impl Strategy<Value = Value> {
+        let max = MAX_SAFE_INTEGER as i64;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-max..=max).prop_map(Value::from),
+            (-1e15f64..1e15).prop_map(Value::from),
+            (21i32..300, any::<bool>())
+                .prop_map(|(e, neg)| Value::from(if neg { -1.0 } else { 1.0 } * 10f64.powi(e))),
+            "\\PC{0,12}".prop_map(Value::String),
+            "[\"\\\\/\u{0}-\u{1f}\u{7f}\u{2028}\u{fffd}\u{1f600}a]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("\\PC{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn has_float(value: &Value) -> bool {
+        match value {
+            Value::Number(n) => n.is_f64(),
+            Value::Array(items) => items.iter().any(has_float),
+            Value::Object(map) => map.values().any(has_float),
+            _ => false,
+        }
+    }
+
+    /// Prints `value` with object members in an order and whitespace chosen by `seed`.
+    fn print_shuffled(value: &Value, seed: &mut u64, out: &mut String) {
+        fn next(seed: &mut u64, n: usize) -> usize {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((*seed >> 33) as usize) % n.max(1)
+        }
+        let space = |seed: &mut u64| [" ", "", "\n", "\t", "\r\n  "][next(seed, 5)];
+        match value {
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(space(seed));
+                    print_shuffled(item, seed, out);
+                }
+                out.push(']');
+            }
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                for i in (1..entries.len()).rev() {
+                    entries.swap(i, next(seed, i + 1));
+                }
+                out.push('{');
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(space(seed));
+                    out.push_str(&serde_json::to_string(k).unwrap());
+                    out.push_str(space(seed));
+                    out.push(':');
+                    print_shuffled(v, seed, out);
+                }
+                out.push_str(space(seed));
+                out.push('}');
+            }
+            scalar => out.push_str(&serde_json::to_string(scalar).unwrap()),
+        }
+    }
+
+    proptest! {
+        /// The canonical bytes of any value re-parse strictly, are a fixed point, and (with no
+        /// float, whose integral values read back as integers) give back the same value.
+        #[test]
+        fn jcs_round_trips(value in json()) {
+            let jcs = to_jcs(&value).unwrap();
+            let again = parse_strict(&jcs).unwrap();
+            prop_assert_eq!(to_jcs(&again).unwrap(), jcs);
+            if !has_float(&value) {
+                prop_assert_eq!(again, value);
+            }
+        }
+
+        /// The same document with shuffled member order and whitespace has the same hash.
+        #[test]
+        fn hash_ignores_member_order_and_whitespace(value in json(), seed in any::<u64>()) {
+            let mut text = String::new();
+            print_shuffled(&value, &mut seed.clone(), &mut text);
+            let reparsed = parse_strict(text.as_bytes()).unwrap();
+            prop_assert_eq!(
+                crate::contract::hash_value(&reparsed).unwrap(),
+                crate::contract::hash_value(&value).unwrap()
+            );
+        }
+
+        /// A real contract, shuffled and re-spaced, still validates with the same hash; a
+        /// changed value changes it.
+        #[test]
+        fn contract_hash_is_stable_under_reformatting(seed in any::<u64>(), ttl in 1u64..=86400) {
+            use crate::contract::Contract;
+            let original = include_bytes!("../../examples/policies/1password-writer.json");
+            let contract = Contract::from_slice(original).unwrap();
+            let mut text = String::new();
+            print_shuffled(contract.value(), &mut seed.clone(), &mut text);
+            let shuffled = Contract::from_slice(text.as_bytes()).unwrap();
+            prop_assert_eq!(shuffled.hash(), contract.hash());
+            let mut changed = contract.value().clone();
+            changed["cst_constraints"]["max_ttl_seconds"] = ttl.into();
+            let changed = Contract::from_value(changed).unwrap();
+            prop_assert_eq!(changed.hash() == contract.hash(), ttl == 600);
+        }
     }
 
     #[test]

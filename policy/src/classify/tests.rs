@@ -223,6 +223,28 @@ fn duplicate_query_parameters_are_ambiguous() {
     ));
 }
 
+/// Found by `claw-fuzz classify`: duplicate names were found by comparing each name with every
+/// earlier one, so a 64 KiB query of distinct names (`a&b&c…`, the longest target `http`
+/// accepts) cost over half a second of CPU. The check is a set now; this is the shape of that
+/// input, and a duplicate at its very end is still found.
+#[test]
+fn many_distinct_query_parameters_are_read_once_each() {
+    let names: Vec<String> = (0..16_000).map(|i| format!("p{i:x}")).collect();
+    let query = names.join("&");
+    assert!(query.len() > 60_000);
+    let c = classify("GET", &format!("/v1/vaults?{query}")).unwrap();
+    assert_eq!(c.unknown_params.len(), 16_000);
+    assert_eq!(
+        c.query.as_deref().map(|q| q.matches('&').count()),
+        Some(15_999)
+    );
+    let err = classify("GET", &format!("/v1/vaults?{query}&p0=again")).unwrap_err();
+    assert_eq!(
+        err,
+        ClassifyError::Query("parameter \"p0\" appears twice".into())
+    );
+}
+
 #[test]
 fn an_empty_filter_is_no_filter() {
     // The JS SDK lists vaults with `GET /v1/vaults/?filter=`.
@@ -328,4 +350,85 @@ fn normalisation_is_idempotent_on_generated_paths() {
     }
     // Both branches are exercised, so the property is not vacuous.
     assert!(checked > 10_000 && refused > 10_000, "{checked} {refused}");
+}
+
+// === Properties ===
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One path segment: dot segments (plain and encoded), unreserved text, percent escapes of
+    /// any byte, and any printable ASCII but the `?` and `#` that would end the path.
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just(".".to_owned()),
+            Just("..".to_owned()),
+            Just("%2e".to_owned()),
+            Just("%2E%2e".to_owned()),
+            Just(".%2e".to_owned()),
+            "[A-Za-z0-9._~-]{1,8}",
+            any::<u8>().prop_map(|b| format!("%{b:02X}")),
+            "[ -~&&[^?#]]{1,4}",
+        ]
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        prop::collection::vec(segment(), 0..10).prop_map(|s| format!("/{}", s.join("/")))
+    }
+
+    /// The shape every normalised path has.
+    fn assert_normal(raw: &str, once: &str) {
+        assert!(once.starts_with('/'), "{raw:?} -> {once:?}");
+        assert!(
+            !once.contains("//") && !once.contains('%'),
+            "{raw:?} -> {once:?}"
+        );
+        assert!(once == "/" || !once.ends_with('/'), "{raw:?} -> {once:?}");
+        assert!(
+            once.split('/').all(|s| s != "." && s != ".."),
+            "{raw:?} -> {once:?}"
+        );
+    }
+
+    proptest! {
+        /// normalize(normalize(p)) == normalize(p) whenever the first succeeds.
+        #[test]
+        fn normalisation_is_idempotent(raw in path()) {
+            if let Ok(once) = normalize_path(&raw) {
+                assert_normal(&raw, &once);
+                prop_assert_eq!(normalize_path(&once), Ok(once));
+            }
+        }
+
+        /// The same over arbitrary text: no panic, and idempotent where it succeeds.
+        #[test]
+        fn normalisation_is_idempotent_on_any_text(raw in "/\\PC{0,40}") {
+            if let Ok(once) = normalize_path(&raw) {
+                assert_normal(&raw, &once);
+                prop_assert_eq!(normalize_path(&once), Ok(once));
+            }
+        }
+
+        /// The path the classifier reports is the normalised path, and classifying what the
+        /// proxy forwards (that path and the re-encoded query) gives the same result.
+        #[test]
+        fn classification_is_stable_on_what_is_forwarded(
+            raw in path(),
+            query in "[a-z=&+%0-9A-F]{0,16}",
+            method in prop::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        ) {
+            let target = if query.is_empty() { raw.clone() } else { format!("{raw}?{query}") };
+            if let Ok(c) = classify(method, &target) {
+                prop_assert_eq!(Ok(c.path.clone()), normalize_path(&raw));
+                let forwarded = match &c.query {
+                    Some(q) => format!("{}?{q}", c.path),
+                    None => c.path.clone(),
+                };
+                prop_assert_eq!(classify(method, &forwarded), Ok(c));
+            }
+        }
+    }
 }

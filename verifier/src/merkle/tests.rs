@@ -598,3 +598,85 @@ fn hex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+// === Properties ===
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A tree of 1..=600 leaves with random contents, as leaf hashes.
+    fn random_leaves() -> impl Strategy<Value = Vec<Hash>> {
+        prop::collection::vec(any::<[u8; 8]>(), 1..=600)
+            .prop_map(|data| data.iter().map(|d| leaf_hash(d)).collect())
+    }
+
+    fn flip_bit(hash: &Hash, bit: usize) -> Hash {
+        let mut out = *hash;
+        out[bit / 8 % 32] ^= 1 << (bit % 8);
+        out
+    }
+
+    proptest! {
+        /// Every inclusion proof from the tree verifies against the root of its size, and
+        /// fails once any hash in it, the leaf or the root has one bit flipped.
+        #[test]
+        fn inclusion_proofs_verify_and_flips_fail(
+            leaves in random_leaves(),
+            size_pick in any::<prop::sample::Index>(),
+            index_pick in any::<prop::sample::Index>(),
+            flip_pick in any::<prop::sample::Index>(),
+            bit in 0usize..256,
+        ) {
+            let tree = Tree::from_leaves(leaves.iter().copied());
+            let size = size_pick.index(leaves.len()) as u64 + 1;
+            let index = index_pick.index(size as usize) as u64;
+            let root = tree.root_at(size).unwrap();
+            prop_assert_eq!(root, naive_root(&leaves[..size as usize]));
+            let proof = tree.inclusion_proof(index, size).unwrap();
+            prop_assert_eq!(&proof, &inclusion_proof(&leaves, index, size).unwrap());
+            let leaf = leaves[index as usize];
+            prop_assert_eq!(verify_inclusion(index, size, &leaf, &proof, &root), Ok(()));
+
+            prop_assert!(verify_inclusion(index, size, &flip_bit(&leaf, bit), &proof, &root).is_err());
+            prop_assert!(verify_inclusion(index, size, &leaf, &proof, &flip_bit(&root, bit)).is_err());
+            if !proof.is_empty() {
+                let at = flip_pick.index(proof.len());
+                let mut bad = proof.clone();
+                bad[at] = flip_bit(&bad[at], bit);
+                prop_assert!(verify_inclusion(index, size, &leaf, &bad, &root).is_err());
+            }
+        }
+
+        /// Every consistency proof between two sizes of the tree verifies against their roots,
+        /// and fails once any hash in it or either root has one bit flipped.
+        #[test]
+        fn consistency_proofs_verify_and_flips_fail(
+            leaves in random_leaves(),
+            a in any::<prop::sample::Index>(),
+            b in any::<prop::sample::Index>(),
+            flip_pick in any::<prop::sample::Index>(),
+            bit in 0usize..256,
+        ) {
+            let tree = Tree::from_leaves(leaves.iter().copied());
+            let (x, y) = (a.index(leaves.len()) as u64 + 1, b.index(leaves.len()) as u64 + 1);
+            let (size1, size2) = (x.min(y), x.max(y));
+            let (root1, root2) = (tree.root_at(size1).unwrap(), tree.root_at(size2).unwrap());
+            let proof = tree.consistency_proof(size1, size2).unwrap();
+            prop_assert_eq!(&proof, &consistency_proof(&leaves, size1, size2).unwrap());
+            prop_assert_eq!(verify_consistency(size1, size2, &root1, &root2, &proof), Ok(()));
+
+            let bad1 = flip_bit(&root1, bit);
+            let bad2 = flip_bit(&root2, bit);
+            prop_assert!(verify_consistency(size1, size2, &bad1, &root2, &proof).is_err());
+            prop_assert!(verify_consistency(size1, size2, &root1, &bad2, &proof).is_err());
+            if !proof.is_empty() {
+                let at = flip_pick.index(proof.len());
+                let mut bad = proof.clone();
+                bad[at] = flip_bit(&bad[at], bit);
+                prop_assert!(verify_consistency(size1, size2, &root1, &root2, &bad).is_err());
+            }
+        }
+    }
+}
