@@ -356,6 +356,75 @@ mod tests {
     }
 
     #[test]
+    fn item_lists_and_rate_limits_are_explained() {
+        let mut doc = Contract::from_slice(SEED).unwrap().document().clone();
+        doc.tool_scope.allowed_items.insert(
+            "vault_agent_secrets_prod".into(),
+            vec![IID.into(), "prod-db".into()],
+        );
+        doc.rate_limits = Some(crate::contract::RateLimits {
+            reads: Some(crate::contract::Rate {
+                per_second: Some(5),
+                burst: None,
+                per_hour: Some(100),
+            }),
+            writes: None,
+        });
+        let question = |url: String| {
+            let upstreams = [DEFAULT_UPSTREAM.to_owned()];
+            explain(
+                &doc,
+                &Question {
+                    method: "GET",
+                    url: &url,
+                    body: None,
+                    vault_name: Some("vault_agent_secrets_prod"),
+                    upstreams: &upstreams,
+                },
+            )
+            .unwrap()
+        };
+        let listed = question(format!(
+            "https://connect.1password.com/v1/vaults/{VID}/items/{IID}"
+        ));
+        assert_eq!(
+            (listed.decision, listed.rule.as_str()),
+            ("allow", "allowed_operations")
+        );
+        assert!(
+            listed
+                .why
+                .iter()
+                .any(|w| w.contains("5 per second, 100 per hour") && w.contains("reads budget")),
+            "{:?}",
+            listed.why
+        );
+        assert!(
+            listed
+                .why
+                .iter()
+                .any(|w| w.contains(&format!("{IID}, prod-db"))),
+            "{:?}",
+            listed.why
+        );
+        let other = question(format!(
+            "https://connect.1password.com/v1/vaults/{VID}/items/aaaaaaaaaaaaaaaaaaaaaaaaaa"
+        ));
+        assert_eq!(
+            (other.decision, other.rule.as_str()),
+            ("deny", "allowed_items")
+        );
+        assert!(
+            other
+                .why
+                .iter()
+                .any(|w| w.contains("may still be allowed by title")),
+            "{:?}",
+            other.why
+        );
+    }
+
+    #[test]
     fn read_by_id_is_allowed() {
         let e = ask(
             "GET",

@@ -105,10 +105,7 @@ impl Stack {
 
     /// Every receipt in the proxy's log, verified.
     pub fn receipts(&self) -> Vec<Receipt> {
-        let key = keys::read_signing_key(&self.dir.signing_key(Purpose::Proxy)).unwrap();
-        let trust = TrustStore::load(&self.dir.trust()).unwrap();
-        let id = &trust.by_purpose(Purpose::Proxy).next().unwrap().name;
-        claw_verifier::log::read_log(&self.dir.receipts().join(id), &key.verifying_key()).unwrap()
+        log_receipts(&self.dir)
     }
 
     /// The receipt with this id.
@@ -123,6 +120,19 @@ impl Stack {
     pub fn ca(&self) -> PathBuf {
         self.dir.ca_cert()
     }
+}
+
+/// The proxy's receipt log directory in a data dir.
+pub fn log_dir(dir: &DataDir) -> PathBuf {
+    let trust = TrustStore::load(&dir.trust()).unwrap();
+    let id = &trust.by_purpose(Purpose::Proxy).next().unwrap().name;
+    dir.receipts().join(id)
+}
+
+/// Every receipt in a data dir's proxy log, verified (also after the proxy stopped).
+pub fn log_receipts(dir: &DataDir) -> Vec<Receipt> {
+    let key = keys::read_signing_key(&dir.signing_key(Purpose::Proxy)).unwrap();
+    claw_verifier::log::read_log(&log_dir(dir), &key.verifying_key()).unwrap()
 }
 
 /// Publishes a contract into a data dir; returns its hash.

@@ -76,17 +76,12 @@ async fn item_lists_allow_listed_items_by_id_or_title_and_filter_lists() {
 
 #[tokio::test]
 async fn over_the_rate_limit_the_job_gets_429_with_retry_after_and_a_receipt() {
-    let (recorder, addr) = Recorder::start(db_item()).await;
-    let contract = std::str::from_utf8(claw_tests::SEED)
-        .unwrap()
-        .replace("\"vault_agent_secrets_prod\"", &format!("\"{DEMO_VAULT_ID}\""))
-        .replacen(
-            "\"sandbox\"",
-            r#""rate_limits": {"reads": {"per_second": 1, "burst": 2, "per_hour": 100}}, "sandbox""#,
-            1,
-        );
-    let stack = Stack::start(contract.as_bytes(), Upstream::At(addr)).await;
-    let token = stack.mint(POLICY, "job-1", None);
+    let contract = seed_by_vault_id().replacen(
+        "\"sandbox\"",
+        r#""rate_limits": {"reads": {"per_second": 1, "burst": 2, "per_hour": 100}}, "sandbox""#,
+        1,
+    );
+    let (stack, token, recorder) = recording_stack_on(&contract, Answer::Json(db_item()), "").await;
     let other = stack.mint(POLICY, "job-2", None);
     let read = |token: &str, job: &str| {
         format!(

@@ -145,18 +145,9 @@ async fn shutdown_drains_requests_in_flight_and_refuses_new_connections() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 
     // The receipt is in the log, and a final checkpoint covers the whole log.
-    let trust = claw_policy::trust::TrustStore::load(&dir.trust()).unwrap();
-    let proxy_id = &trust
-        .by_purpose(claw_policy::keys::Purpose::Proxy)
-        .next()
-        .unwrap()
-        .name;
-    let log = dir.receipts().join(proxy_id);
-    let key =
-        claw_policy::keys::read_signing_key(&dir.signing_key(claw_policy::keys::Purpose::Proxy))
-            .unwrap();
-    let receipts = claw_verifier::log::read_log(&log, &key.verifying_key()).unwrap();
+    let receipts = claw_tests::log_receipts(&dir);
     assert!(receipts.iter().any(|r| r.id == id));
+    let log = claw_tests::log_dir(&dir);
     let latest = std::fs::read_to_string(log.join("checkpoint")).unwrap();
     assert!(
         latest.contains(&format!("\n{}\n", receipts.len())),

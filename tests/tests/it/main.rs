@@ -44,15 +44,28 @@ async fn connect(stack: &Stack, token: &str, method: &str, path: &str) -> RawRes
 }
 
 /// A stack on the seed contract whose Connect upstream is a recorder answering as `answer`, with
-/// `limits` under `[limits]`, and a token for job-1. The contract names the vault by id, so the
-/// proxy never asks the upstream for a vault name: every request the recorder sees is the agent's.
+/// `limits` under `[limits]`, and a token for job-1.
 async fn recording_stack(answer: Answer, limits: &str) -> (Stack, String, Recorder) {
-    let (recorder, addr) = Recorder::answering(answer).await;
-    let seed = std::str::from_utf8(claw_tests::SEED).unwrap().replace(
+    recording_stack_on(&seed_by_vault_id(), answer, limits).await
+}
+
+/// The seed contract naming its vault by id, so the proxy never asks the upstream for a vault
+/// name: every request a recorder sees is the agent's.
+fn seed_by_vault_id() -> String {
+    std::str::from_utf8(claw_tests::SEED).unwrap().replace(
         "\"vault_agent_secrets_prod\"",
         &format!("\"{DEMO_VAULT_ID}\""),
-    );
-    let stack = Stack::start_with(seed.as_bytes(), Upstream::At(addr), limits).await;
+    )
+}
+
+/// [`recording_stack`] under another variant of the seed contract (its name kept).
+async fn recording_stack_on(
+    contract: &str,
+    answer: Answer,
+    limits: &str,
+) -> (Stack, String, Recorder) {
+    let (recorder, addr) = Recorder::answering(answer).await;
+    let stack = Stack::start_with(contract.as_bytes(), Upstream::At(addr), limits).await;
     let token = stack.mint(POLICY, "job-1", None);
     (stack, token, recorder)
 }

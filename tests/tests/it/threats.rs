@@ -319,15 +319,12 @@ mod ssrf {
 
     /// A stack whose contract's egress list names every host in [`LOCAL_BY_NAME`].
     async fn permissive() -> (Stack, String, Recorder) {
-        let (recorder, addr) = Recorder::start(db_item()).await;
         let hosts: Vec<String> = LOCAL_BY_NAME.iter().map(|h| format!("\"{h}\"")).collect();
-        let seed = std::str::from_utf8(claw_tests::SEED).unwrap().replace(
+        let contract = seed_by_vault_id().replace(
             "\"api.1password.com\"",
             &format!("\"api.1password.com\", {}", hosts.join(", ")),
         );
-        let stack = Stack::start(seed.as_bytes(), Upstream::At(addr)).await;
-        let token = stack.mint(POLICY, "job-1", None);
-        (stack, token, recorder)
+        recording_stack_on(&contract, Answer::Json(db_item()), "").await
     }
 
     #[tokio::test]
