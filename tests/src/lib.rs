@@ -135,6 +135,16 @@ pub fn log_receipts(dir: &DataDir) -> Vec<Receipt> {
     claw_verifier::log::read_log(&log_dir(dir), &key.verifying_key()).unwrap()
 }
 
+/// Waits until `done` holds, for effects the proxy produces in the background (checkpoints, the
+/// job closer). The 30 s bound is a safety net for a stuck test, not a performance assertion.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Publishes a contract into a data dir; returns its hash.
 pub fn publish(dir: &DataDir, contract: &[u8]) -> String {
     let contract = Contract::from_slice(contract).expect("contract");

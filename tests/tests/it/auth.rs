@@ -52,19 +52,13 @@ async fn revocation_takes_effect_at_once_and_closes_the_job() {
     assert_eq!(response.status, 407);
     assert!(response.text().contains("revoked"));
     // The closer runs every second.
-    let mut closed = false;
-    for _ in 0..30 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        if stack
+    claw_tests::eventually("a job_close receipt follows the revocation", || {
+        stack
             .receipts()
             .iter()
             .any(|r| r.kind == claw_verifier::receipt::Kind::JobClose && r.job == "job-1")
-        {
-            closed = true;
-            break;
-        }
-    }
-    assert!(closed, "a job_close receipt follows the revocation");
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -114,7 +114,7 @@ async fn an_upstream_answer_over_the_inspection_limit_is_withheld() {
 #[tokio::test]
 async fn shutdown_drains_requests_in_flight_and_refuses_new_connections() {
     let slow = Answer::Slow(Duration::from_millis(600), db_item());
-    let (stack, token, _recorder) = recording_stack(slow, "drain_timeout_ms = 5000").await;
+    let (stack, token, recorder) = recording_stack(slow, "drain_timeout_ms = 5000").await;
     let addr = stack.addr();
     // One request in flight, one idle keep-alive connection.
     let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -122,7 +122,7 @@ async fn shutdown_drains_requests_in_flight_and_refuses_new_connections() {
         .await
         .unwrap();
     let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    claw_tests::eventually("the request reaches the upstream", || recorder.count() == 1).await;
 
     let Stack { proxy, dir, .. } = stack;
     let shutdown = tokio::spawn(proxy.shutdown());
