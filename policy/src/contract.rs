@@ -140,7 +140,41 @@ pub struct WpcDocument {
     /// Per-job request budgets. Defaults to none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<RateLimits>,
+    /// Whether the contract's rules refuse or only record. Absent means [`Enforcement::Enforce`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
 }
+
+impl WpcDocument {
+    /// Whether this is an audit-only (shadow) contract: its rules are receipted as "would deny"
+    /// and nothing is refused by them.
+    pub fn audit_only(&self) -> bool {
+        self.enforcement == Some(Enforcement::Audit)
+    }
+}
+
+/// How a contract's decisions apply.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Refuse what the contract does not allow (the default).
+    Enforce,
+    /// Shadow mode: evaluate and receipt "would deny", refuse nothing by the contract's rules.
+    Audit,
+}
+
+/// The rules that come from a contract's own fields; an audit-only contract records their
+/// denials and lets the request pass. Every other refusal (authentication, framing, address
+/// classes, ambiguous paths, uninspectable bodies) protects the proxy itself and always applies.
+pub const CONTRACT_RULES: [&str; 7] = [
+    "network_egress",
+    "deny_operations",
+    "allowed_operations",
+    "allowed_vaults",
+    "allowed_items",
+    "allowed_categories",
+    "rate_limit",
+];
 
 /// Per-job request budgets, reads and writes counted apart.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
@@ -533,6 +567,30 @@ mod tests {
         ] {
             let v = invalid(&with_rates(rates));
             assert!(v.iter().any(|v| v.pointer == pointer), "{rates}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn enforcement_is_optional_and_audit_is_the_only_other_mode() {
+        let seed = Contract::from_slice(SEED).unwrap();
+        assert!(!seed.document().audit_only());
+        let with = |mode: &str| {
+            seed_with(
+                r#""sandbox""#,
+                &format!(r#""enforcement": {mode}, "sandbox""#),
+            )
+        };
+        let audit = Contract::from_slice(with(r#""audit""#).as_bytes()).unwrap();
+        assert!(audit.document().audit_only());
+        assert_ne!(audit.hash(), seed.hash());
+        let enforce = Contract::from_slice(with(r#""enforce""#).as_bytes()).unwrap();
+        assert!(!enforce.document().audit_only());
+        for mode in [r#""AUDIT""#, r#""shadow""#, "true", "null"] {
+            let v = invalid(&with(mode));
+            assert!(
+                v.iter().any(|v| v.pointer == "/enforcement"),
+                "{mode}: {v:?}"
+            );
         }
     }
 

@@ -20,7 +20,8 @@ pub enum Direction {
 pub struct Change {
     /// More or less.
     pub direction: Direction,
-    /// `operation`, `vault`, `item`, `category`, `host`, `rate_limit` or `max_ttl_seconds`.
+    /// `operation`, `vault`, `item`, `category`, `host`, `rate_limit`, `enforcement` or
+    /// `max_ttl_seconds`.
     pub what: &'static str,
     /// The value that appeared or disappeared (or `old → new`).
     pub value: String,
@@ -32,7 +33,17 @@ impl fmt::Display for Change {
             Direction::Widens => "allows",
             Direction::Narrows => "no longer allows",
         };
-        if self.what == "max_ttl_seconds" {
+        if self.what == "enforcement" {
+            write!(
+                f,
+                "enforcement {} ({})",
+                self.value,
+                match self.direction {
+                    Direction::Widens => "contract rules only recorded, nothing refused by them",
+                    Direction::Narrows => "contract rules refuse again",
+                }
+            )
+        } else if self.what == "max_ttl_seconds" {
             write!(
                 f,
                 "max_ttl_seconds {} ({})",
@@ -69,6 +80,19 @@ pub fn diff(old: &WpcDocument, new: &WpcDocument) -> Vec<Change> {
     );
     items(&mut out, old, new);
     rates(&mut out, old, new);
+    if old.audit_only() != new.audit_only() {
+        // Audit-only refuses nothing by the contract's rules: switching to it widens everything.
+        let mode = |d: &WpcDocument| if d.audit_only() { "audit" } else { "enforce" };
+        out.push(Change {
+            direction: if new.audit_only() {
+                Direction::Widens
+            } else {
+                Direction::Narrows
+            },
+            what: "enforcement",
+            value: format!("{} → {}", mode(old), mode(new)),
+        });
+    }
     let cats = |d: &WpcDocument| -> BTreeSet<String> {
         d.tool_scope
             .allowed_categories
@@ -226,6 +250,26 @@ mod tests {
         wider.tool_scope.deny_operations.clear();
         let changes = diff(&seed, &wider);
         assert_eq!(changes[0].to_string(), "allows operation delete_item");
+    }
+
+    #[test]
+    fn switching_to_audit_only_widens_and_back_narrows() {
+        let seed = load("1password-readonly-agent.json");
+        let mut audit = seed.clone();
+        audit.enforcement = Some(crate::contract::Enforcement::Audit);
+        let to_audit = diff(&seed, &audit);
+        assert_eq!(to_audit.len(), 1);
+        assert_eq!(to_audit[0].direction, Direction::Widens);
+        assert_eq!(
+            to_audit[0].to_string(),
+            "enforcement enforce → audit (contract rules only recorded, nothing refused by them)"
+        );
+        let back = diff(&audit, &seed);
+        assert_eq!(back[0].direction, Direction::Narrows);
+        // Spelling out the default is no change.
+        let mut explicit = seed.clone();
+        explicit.enforcement = Some(crate::contract::Enforcement::Enforce);
+        assert!(diff(&seed, &explicit).is_empty());
     }
 
     #[test]

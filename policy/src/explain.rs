@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::classify::{self, Op};
-use crate::contract::{Category, Operation, WpcDocument};
+use crate::contract::{CONTRACT_RULES, Category, Operation, WpcDocument};
 use crate::egress;
 use crate::evaluate::{self, Decision, VaultRef};
 
@@ -56,6 +56,26 @@ pub struct Explanation {
 
 /// Explains what the proxy would do with `question` under `contract`.
 pub fn explain(contract: &WpcDocument, question: &Question<'_>) -> Result<Explanation, String> {
+    let mut out = decide(contract, question)?;
+    if contract.audit_only() {
+        let shadowed = out.decision == "deny" && CONTRACT_RULES.contains(&out.rule.as_str());
+        out.why.insert(
+            0,
+            if shadowed {
+                "AUDIT-ONLY contract: the proxy lets this request pass and receipts it as \
+                 \"would deny\" by this rule"
+            } else {
+                "AUDIT-ONLY contract: the proxy records every decision but refuses nothing by \
+                 the contract's rules"
+            }
+            .into(),
+        );
+    }
+    Ok(out)
+}
+
+/// The contract's decision, as if enforced.
+fn decide(contract: &WpcDocument, question: &Question<'_>) -> Result<Explanation, String> {
     let (scheme, host, port, target) = split_url(question.url)?;
     let mut out = Explanation {
         decision: "deny",
@@ -422,6 +442,40 @@ mod tests {
             "{:?}",
             other.why
         );
+    }
+
+    #[test]
+    fn audit_only_contracts_say_what_passes() {
+        let mut doc = Contract::from_slice(SEED).unwrap().document().clone();
+        doc.enforcement = Some(crate::contract::Enforcement::Audit);
+        let upstreams = [DEFAULT_UPSTREAM.to_owned()];
+        let ask_audit = |method: &str, url: &str| {
+            explain(
+                &doc,
+                &Question {
+                    method,
+                    url,
+                    body: None,
+                    vault_name: Some("vault_agent_secrets_prod"),
+                    upstreams: &upstreams,
+                },
+            )
+            .unwrap()
+        };
+        let item = format!("https://connect.1password.com/v1/vaults/{VID}/items/{IID}");
+        let delete = ask_audit("DELETE", &item);
+        assert_eq!(
+            (delete.decision, delete.rule.as_str()),
+            ("deny", "deny_operations")
+        );
+        assert!(delete.why[0].contains("would deny"), "{:?}", delete.why);
+        let read = ask_audit("GET", &item);
+        assert_eq!(read.decision, "allow");
+        assert!(read.why[0].starts_with("AUDIT-ONLY"), "{:?}", read.why);
+        // A refusal that protects the proxy is not shadowed.
+        let unknown = ask_audit("GET", "https://connect.1password.com/v2/whatever");
+        assert_eq!(unknown.rule, "unknown_operation");
+        assert!(!unknown.why[0].contains("would deny"), "{:?}", unknown.why);
     }
 
     #[test]

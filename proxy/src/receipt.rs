@@ -78,6 +78,8 @@ pub struct Decided {
     pub rule: String,
     /// A plain sentence.
     pub reason: String,
+    /// Under an audit-only contract: `rule` would have denied, and the call passed anyway.
+    pub would_deny: bool,
 }
 
 /// What came back from upstream.
@@ -190,6 +192,10 @@ impl Evidence {
             allow: draft.decision.allow,
             rule: draft.decision.rule,
             reason: draft.decision.reason,
+            would_deny: draft.decision.would_deny,
+            enforcement: identity
+                .filter(|i| i.contract.document().audit_only())
+                .map(|_| receipt::Enforcement::Audit),
         });
         r.resp = draft.resp.map(|resp| receipt::Resp {
             status: resp.status,

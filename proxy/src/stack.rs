@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use claw_policy::classify::{self, Classified, Op as ClassifiedOp};
+use claw_policy::contract::CONTRACT_RULES;
 use claw_policy::contract::{Category, Operation};
 use claw_policy::egress;
 use claw_policy::evaluate::{self, Decision, VaultRef};
@@ -284,35 +285,41 @@ impl Proxy {
                 .await;
         }
         let sandbox = &identity.contract.document().sandbox;
-        if let Decision::Deny { rule, reason } =
-            egress::check_egress(sandbox, &target.host, target.port)
-        {
-            let method = request.method().as_str().to_owned();
-            return self
-                .deny(
-                    identity,
-                    peer,
-                    target.req(request.method()),
-                    Op::unknown("none", &method),
-                    &rule,
-                    &reason,
-                    started,
-                )
-                .await;
-        }
+        let shadow = match shadowed(
+            identity,
+            egress::check_egress(sandbox, &target.host, target.port),
+        ) {
+            Ok(shadow) => shadow,
+            Err((rule, reason)) => {
+                let method = request.method().as_str().to_owned();
+                return self
+                    .deny(
+                        identity,
+                        peer,
+                        target.req(request.method()),
+                        Op::unknown("none", &method),
+                        &rule,
+                        &reason,
+                        started,
+                    )
+                    .await;
+            }
+        };
         match self.upstream(&target.host) {
             Some(upstream) => {
-                self.inspect(identity, peer, target, upstream, request, started)
+                self.inspect(identity, peer, target, upstream, request, shadow, started)
                     .await
             }
             None => {
-                self.forward_direct(identity, peer, target, request, started)
+                self.forward_direct(identity, peer, target, request, shadow, started)
                     .await
             }
         }
     }
 
-    /// Request-level enforcement for a configured upstream.
+    /// Request-level enforcement for a configured upstream. `shadow` is a denial an audit-only
+    /// contract already let pass.
+    #[allow(clippy::too_many_arguments)]
     async fn inspect(
         &self,
         identity: &Identity,
@@ -320,6 +327,7 @@ impl Proxy {
         target: Target,
         upstream: &UpstreamTarget,
         request: Request<Incoming>,
+        mut shadow: Option<Shadow>,
         started: Instant,
     ) -> Response<Body> {
         let mut req = target.req(request.method());
@@ -484,18 +492,24 @@ impl Proxy {
                 category,
             },
         );
-        let rule = match decision {
-            Decision::Deny { rule, reason } => {
+        let rule = decision.rule().to_owned();
+        match shadowed(identity, decision) {
+            Ok(passed) => shadow = shadow.or(passed),
+            Err((rule, reason)) => {
                 return self
                     .deny(identity, peer, req, op, &rule, &reason, started)
                     .await;
             }
-            Decision::Allow { rule } => rule,
-        };
+        }
         if let Some(wait) = self.over_budget(identity, operation) {
-            return self
-                .rate_limited(identity, peer, req, op, wait, started)
-                .await;
+            if identity.contract.document().audit_only() {
+                let reason = format!("job {} is over its rate_limits budget", identity.job());
+                shadow = shadow.or(Some(Shadow::new("rate_limit", &reason)));
+            } else {
+                return self
+                    .rate_limited(identity, peer, req, op, wait, started)
+                    .await;
+            }
         }
 
         // Mutations: a durable pre-forward receipt, or nothing is forwarded.
@@ -514,6 +528,7 @@ impl Proxy {
                 started,
             );
             draft.rid = Some(pair.clone());
+            Shadow::mark(&shadow, &mut draft);
             match self.evidence.record(Some(identity), draft).await {
                 Ok(_) => rid = Some(pair),
                 Err(error) => {
@@ -542,12 +557,14 @@ impl Proxy {
                     started,
                 );
                 draft.rid = rid;
+                Shadow::mark(&shadow, &mut draft);
                 let recorded = self.evidence.record(Some(identity), draft).await;
                 self.metrics.request("error", operation.as_str());
                 return failed_upstream(timeout, recorded);
             }
         };
         let upstream_body = body.clone();
+        let mut released_anyway = 0;
 
         // Response checks: a read's category, a list's entries.
         if status.is_success() {
@@ -562,7 +579,14 @@ impl Proxy {
                 )
                 .await
             {
-                Ok(()) => {}
+                Ok(0) => {}
+                Ok(released) => released_anyway = released,
+                Err((rule, reason))
+                    if identity.contract.document().audit_only()
+                        && CONTRACT_RULES.contains(&rule.as_str()) =>
+                {
+                    shadow = shadow.or(Some(Shadow::new(&rule, &reason)));
+                }
                 Err((rule, reason)) => {
                     let mut draft = self.draft(
                         Kind::Call,
@@ -602,7 +626,14 @@ impl Proxy {
             &op,
             true,
             &rule,
-            "allowed by the contract",
+            &if released_anyway > 0 {
+                format!(
+                    "allowed by the contract; audit only: {released_anyway} list entries it \
+                     would withhold were released"
+                )
+            } else {
+                "allowed by the contract".to_owned()
+            },
             None,
             started,
         );
@@ -612,6 +643,7 @@ impl Proxy {
             released: true,
         });
         draft.rid = rid;
+        Shadow::mark(&shadow, &mut draft);
         let recorded = match self.evidence.record(Some(identity), draft).await {
             Ok(recorded) => recorded,
             Err(error) => {
@@ -620,11 +652,13 @@ impl Proxy {
                 return respond::receipt_failed();
             }
         };
-        self.metrics.request("allow", operation.as_str());
+        let decision = Shadow::label(&shadow);
+        self.metrics.request(decision, operation.as_str());
         self.metrics
             .latency
             .observe(started.elapsed().as_secs_f64());
-        info!(job = identity.job(), op = operation.as_str(), decision = "allow", %rule, status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request");
+        let rule = shadow.as_ref().map_or(rule.as_str(), |s| s.rule.as_str());
+        info!(job = identity.job(), op = operation.as_str(), decision, %rule, status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request");
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         headers.remove(header::CONTENT_LENGTH);
@@ -673,7 +707,9 @@ impl Proxy {
         Ok((parts.status, parts.headers, body))
     }
 
-    /// Checks an upstream answer against the contract; filters lists in place.
+    /// Checks an upstream answer against the contract; filters lists in place (under an
+    /// audit-only contract, counts what it would filter). Returns how many list entries the
+    /// contract withholds were released anyway (audit-only).
     async fn check_response(
         &self,
         identity: &Identity,
@@ -682,8 +718,9 @@ impl Proxy {
         classified: &Classified,
         body: &mut Vec<u8>,
         op: &mut Op,
-    ) -> Result<(), (String, String)> {
+    ) -> Result<u64, (String, String)> {
         let scope = &identity.scope;
+        let audit = identity.contract.document().audit_only();
         match operation {
             Operation::ReadItem
             | Operation::CreateItem
@@ -697,14 +734,14 @@ impl Proxy {
                 })?;
                 let category = item_category(&item)?;
                 op.category = Some(category.as_str().to_owned());
-                allowed(evaluate::category_allowed(scope, category))
+                allowed(evaluate::category_allowed(scope, category)).map(|()| 0)
             }
             Operation::ListItems => {
                 let vault = classified.vault.as_ref().map(|id| VaultRef {
                     id: id.clone(),
                     name: op.vault_name.clone(),
                 });
-                filter_list(body, op, |item| {
+                filter_list(body, op, audit, |item| {
                     let text = |key: &str| item.get(key).and_then(Value::as_str);
                     let listed = vault.as_ref().is_none_or(|vault| {
                         evaluate::item_allowed(scope, vault, text("id"), text("title")).is_allow()
@@ -714,7 +751,7 @@ impl Proxy {
                             .is_ok_and(|c| evaluate::category_allowed(scope, c).is_allow())
                 })
             }
-            Operation::ListVaults => filter_list(body, op, |vault| {
+            Operation::ListVaults => filter_list(body, op, audit, |vault| {
                 let vault = VaultRef {
                     id: vault
                         .get("id")
@@ -740,12 +777,12 @@ impl Proxy {
                 ))?;
                 let category = item_category(&item)?;
                 op.category = Some(category.as_str().to_owned());
-                allowed(evaluate::category_allowed(scope, category))
+                allowed(evaluate::category_allowed(scope, category)).map(|()| 0)
             }
             Operation::GetVault
             | Operation::DeleteItem
             | Operation::Health
-            | Operation::Activity => Ok(()),
+            | Operation::Activity => Ok(0),
         }
     }
 
@@ -879,13 +916,15 @@ impl Proxy {
         serde_json::from_slice(&body.to_bytes()).ok()
     }
 
-    /// Plain HTTP to an allowed host without request rules.
+    /// Plain HTTP to an allowed host without request rules (or, under an audit-only contract,
+    /// a host `shadow` says the contract would refuse).
     async fn forward_direct(
         &self,
         identity: &Identity,
         peer: SocketAddr,
         target: Target,
         request: Request<Incoming>,
+        shadow: Option<Shadow>,
         started: Instant,
     ) -> Response<Body> {
         let req = target.req(request.method());
@@ -923,7 +962,7 @@ impl Proxy {
         let (status, mut headers, body) = match result {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) | Err(_) => {
-                let draft = self.draft(
+                let mut draft = self.draft(
                     Kind::Call,
                     peer,
                     &req,
@@ -934,6 +973,7 @@ impl Proxy {
                     None,
                     started,
                 );
+                Shadow::mark(&shadow, &mut draft);
                 let recorded = self.evidence.record(Some(identity), draft).await;
                 return failed_upstream(result.is_err(), recorded);
             }
@@ -955,10 +995,11 @@ impl Proxy {
             body: body.clone(),
             released: true,
         });
+        Shadow::mark(&shadow, &mut draft);
         let Ok(recorded) = self.evidence.record(Some(identity), draft).await else {
             return respond::receipt_failed();
         };
-        self.metrics.request("allow", "egress");
+        self.metrics.request(Shadow::label(&shadow), "egress");
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         headers.remove(header::CONTENT_LENGTH);
@@ -979,13 +1020,17 @@ impl Proxy {
         let req = target.req(request.method());
         let op = Op::unknown("none", "tunnel");
         let sandbox = &identity.contract.document().sandbox;
-        if let Decision::Deny { rule, reason } =
-            egress::check_egress(sandbox, &target.host, target.port)
-        {
-            return self
-                .deny(&identity, peer, req, op, &rule, &reason, started)
-                .await;
-        }
+        let shadow = match shadowed(
+            &identity,
+            egress::check_egress(sandbox, &target.host, target.port),
+        ) {
+            Ok(shadow) => shadow,
+            Err((rule, reason)) => {
+                return self
+                    .deny(&identity, peer, req, op, &rule, &reason, started)
+                    .await;
+            }
+        };
         let addrs = match upstream::resolve_public(&target.host, target.port, &self.own).await {
             Ok(addrs) => addrs,
             Err(reason) => {
@@ -1010,6 +1055,7 @@ impl Proxy {
             started,
         );
         draft.rid = Some(pair.clone());
+        Shadow::mark(&shadow, &mut draft);
         let opened = match self.evidence.record(Some(&identity), draft).await {
             Ok(recorded) => recorded,
             Err(_) => return respond::receipt_failed(),
@@ -1034,6 +1080,7 @@ impl Proxy {
                     started,
                 );
                 draft.rid = Some(pair);
+                Shadow::mark(&shadow, &mut draft);
                 draft.tunnel_bytes = Some((0, 0));
                 let recorded = self.evidence.record(Some(&identity), draft).await;
                 return failed_upstream(false, recorded);
@@ -1066,6 +1113,7 @@ impl Proxy {
                 started,
             );
             draft.rid = Some(pair);
+            Shadow::mark(&shadow, &mut draft);
             draft.tunnel_bytes = Some((sent, received));
             let _ = proxy.evidence.record(Some(&identity), draft).await;
         });
@@ -1221,11 +1269,19 @@ impl Proxy {
 
     /// Remembers a job seen here, so its `job_close` is written when its token ends.
     pub fn track_job(&self, identity: &Identity) {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(identity.claims.jti.clone())
-            .or_insert_with(|| identity.claims.clone());
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if let std::collections::hash_map::Entry::Vacant(entry) =
+            jobs.entry(identity.claims.jti.clone())
+        {
+            entry.insert(identity.claims.clone());
+            if identity.contract.document().audit_only() {
+                warn!(
+                    job = identity.job(),
+                    wpc = identity.contract.hash(),
+                    "AUDIT-ONLY contract: this job's contract denials are receipted as \"would deny\" and let through"
+                );
+            }
+        }
     }
 
     /// Writes `job_close` for every tracked token that expired or was revoked. Runs every
@@ -1314,12 +1370,63 @@ impl Proxy {
                 allow,
                 rule: rule.to_owned(),
                 reason: reason.to_owned(),
+                would_deny: false,
             },
             resp,
             duration_ms: started.elapsed().as_millis() as u64,
             rid: None,
             tunnel_bytes: None,
         }
+    }
+}
+
+/// A denial by one of the contract's own rules that an audit-only contract let pass: the
+/// receipts of the exchange record it as "would deny".
+#[derive(Clone, Debug)]
+struct Shadow {
+    rule: String,
+    reason: String,
+}
+
+impl Shadow {
+    fn new(rule: &str, reason: &str) -> Self {
+        Self {
+            rule: rule.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Turns an allowing draft into an audit-only pass of what `shadow` would deny.
+    fn mark(shadow: &Option<Shadow>, draft: &mut Draft) {
+        if let Some(shadow) = shadow {
+            draft.decision.rule = shadow.rule.clone();
+            draft.decision.reason = format!("audit only, would deny: {}", shadow.reason);
+            draft.decision.would_deny = true;
+        }
+    }
+
+    /// The decision label of a forwarded exchange in metrics and logs.
+    fn label(shadow: &Option<Shadow>) -> &'static str {
+        if shadow.is_some() {
+            "would_deny"
+        } else {
+            "allow"
+        }
+    }
+}
+
+/// `Ok(None)` for an allow; `Ok(Some(_))` for a denial by a contract rule that an audit-only
+/// contract lets pass; `Err((rule, reason))` for a denial that stands.
+fn shadowed(identity: &Identity, decision: Decision) -> Result<Option<Shadow>, (String, String)> {
+    match decision {
+        Decision::Allow { .. } => Ok(None),
+        Decision::Deny { rule, reason }
+            if identity.contract.document().audit_only()
+                && CONTRACT_RULES.contains(&rule.as_str()) =>
+        {
+            Ok(Some(Shadow { rule, reason }))
+        }
+        Decision::Deny { rule, reason } => Err((rule, reason)),
     }
 }
 
@@ -1343,12 +1450,14 @@ impl Op {
 }
 
 /// Keeps the entries of a JSON-array answer that `keep` allows and records how many were
-/// withheld; an answer that is not an array cannot be checked and is withheld whole.
+/// withheld; an answer that is not an array cannot be checked and is withheld whole. Under an
+/// audit-only contract (`audit`) nothing is removed: returns how many entries would have been.
 fn filter_list(
     body: &mut Vec<u8>,
     op: &mut Op,
+    audit: bool,
     keep: impl Fn(&Value) -> bool,
-) -> Result<(), (String, String)> {
+) -> Result<u64, (String, String)> {
     let mut entries: Vec<Value> = serde_json::from_slice(body).map_err(|_| {
         (
             "uninspectable_response".to_owned(),
@@ -1357,9 +1466,13 @@ fn filter_list(
     })?;
     let before = entries.len();
     entries.retain(|entry| keep(entry));
-    op.withheld = Some((before - entries.len()) as u64);
+    let withheld = (before - entries.len()) as u64;
+    if audit {
+        return Ok(withheld);
+    }
+    op.withheld = Some(withheld);
     *body = serde_json::to_vec(&entries).expect("JSON values serialise");
-    Ok(())
+    Ok(0)
 }
 
 fn allowed(decision: Decision) -> Result<(), (String, String)> {

@@ -6,7 +6,8 @@
 // Asserts: the page makes no request other than loading itself; #verdict reads PASS or FAIL;
 // for a passing bundle, choosing an operation in #f-op narrows #calls to exactly the calls of
 // that operation; for a failing bundle, every failing check is named above the checks table
-// and every call with failed_checks is marked. Saves a full-page screenshot. Exits non-zero with
+// and every call with failed_checks is marked; for an audit-only contract, the red banner shows
+// and exactly the "would deny" calls are marked (and filterable). Saves a full-page screenshot. Exits non-zero with
 // a message on the first failure.
 import { chromium } from "playwright-core";
 import { existsSync } from "node:fs";
@@ -59,6 +60,22 @@ try {
   check(tier === report.tier, `#tier reads ${JSON.stringify(tier)}, expected ${report.tier}`);
   const checkRows = await page.locator("#checks tbody tr").count();
   check(checkRows === report.checks.length, `${checkRows} rows in #checks, the report has ${report.checks.length} checks`);
+
+  // An audit-only contract is announced in red above everything, and its passes are marked.
+  const audit = (report.contract || {}).enforcement === "audit";
+  const banner = page.locator("#audit-only");
+  check(await banner.isVisible() === audit, `#audit-only is ${audit ? "hidden" : "shown"} for a contract that ${audit ? "is" : "is not"} audit-only`);
+  if (audit) {
+    const bg = await banner.evaluate((e) => getComputedStyle(e).backgroundColor);
+    check(bg === "rgb(179, 38, 30)", `#audit-only is not red: ${bg}`);
+    const passes = report.calls.filter((c) => c.would_deny).map((c) => String(c.seq));
+    check(passes.length > 0, "the audit page has no would-deny call");
+    const marked = await page.locator("#calls tbody tr.would-deny").evaluateAll((trs) => trs.map((tr) => tr.dataset.seq));
+    check(JSON.stringify(marked) === JSON.stringify(passes), `would-deny rows ${marked}, expected ${passes}`);
+    await page.selectOption("#f-decision", "would_deny");
+    check(await page.locator("#calls tbody tr").count() === passes.length, "the would-deny filter does not show exactly the would-deny calls");
+    await page.selectOption("#f-decision", "");
+  }
 
   const rows = page.locator("#calls tbody tr");
   const total = await rows.count();

@@ -47,6 +47,8 @@ pub struct Minted {
     pub version: u32,
     /// The effective scope.
     pub scope: ToolScope,
+    /// The contract is audit-only: the proxy records its denials and refuses nothing by them.
+    pub audit_only: bool,
 }
 
 /// Why a token was not minted.
@@ -217,6 +219,7 @@ pub fn mint(dir: &DataDir, request: &MintRequest, now: u64) -> Result<Minted, Mi
         contract: status.name,
         version: status.version,
         scope: effective,
+        audit_only: contract.document().audit_only(),
     })
 }
 

@@ -119,6 +119,7 @@ fn allowed() -> Decision {
         allow: true,
         rule: "allowed_operations".into(),
         reason: "allowed by the contract".into(),
+        ..Decision::default()
     }
 }
 

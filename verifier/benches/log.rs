@@ -52,6 +52,7 @@ fn receipt(kid: String) -> Receipt {
             allow: true,
             rule: "tool_scope.allowed_operations".into(),
             reason: "read_item is allowed".into(),
+            ..Decision::default()
         }),
         resp: Some(Resp {
             status: 200,

@@ -72,6 +72,7 @@ fn draft(audit: &AuditKey, job: &str) -> Draft {
         allow: true,
         rule: "tool_scope.allowed_operations".into(),
         reason: "read_item is allowed in vault_agent_secrets_prod".into(),
+        ..Decision::default()
     });
     d.resp = Some(Resp {
         status: 200,

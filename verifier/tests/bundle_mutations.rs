@@ -646,6 +646,43 @@ fn an_allowed_receipt_the_contract_would_deny_fails_semantics_reevaluate() {
 }
 
 #[test]
+fn audit_only_marks_under_an_enforcing_contract_fail_semantics_reevaluate() {
+    // A decision marked audit-only, though the golden contract enforces.
+    let mut bundle = golden();
+    let mut rs = receipts(&bundle);
+    rs[0].decision.as_mut().unwrap().enforcement = Some(claw_verifier::receipt::Enforcement::Audit);
+    reseal(&mut bundle, rs);
+    let v = run(&bundle);
+    assert_only(&v, &["semantics.reevaluate"]);
+    assert!(
+        v.check("semantics.reevaluate")
+            .unwrap()
+            .reason
+            .contains("marked audit-only, yet the contract enforces")
+    );
+
+    // A denial turned into a "would deny" pass (marked, even) is still a denial let through.
+    let mut bundle = golden();
+    let mut rs = receipts(&bundle);
+    let delete = index_of(&rs, |r| {
+        r.op.as_ref().is_some_and(|o| o.name == "delete_item")
+    });
+    let decision = rs[delete].decision.as_mut().unwrap();
+    decision.allow = true;
+    decision.would_deny = true;
+    decision.enforcement = Some(claw_verifier::receipt::Enforcement::Audit);
+    reseal(&mut bundle, rs);
+    let v = run(&bundle);
+    assert_fails(&v, "semantics.reevaluate");
+    assert!(
+        v.check("semantics.reevaluate")
+            .unwrap()
+            .reason
+            .contains("only possible for a contract rule under an audit-only contract")
+    );
+}
+
+#[test]
 fn a_denial_with_an_upstream_answer_fails_denied_not_forwarded() {
     let mut bundle = golden();
     let mut rs = receipts(&bundle);

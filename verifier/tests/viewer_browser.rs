@@ -54,6 +54,21 @@ fn golden_reports() -> (serde_json::Value, serde_json::Value) {
     (report(&bytes), report(&broken))
 }
 
+/// `report` as if its contract were audit-only and its first denial (one refused before
+/// forwarding) had been let through.
+fn audit_only(report: &serde_json::Value) -> serde_json::Value {
+    let mut report = report.clone();
+    report["contract"]["enforcement"] = "audit".into();
+    let calls = report["calls"].as_array_mut().unwrap();
+    let denied = calls
+        .iter_mut()
+        .find(|c| c["decision"] == "deny" && c.get("released").is_none())
+        .expect("the golden bundle has a denial");
+    denied["decision"] = "allow".into();
+    denied["would_deny"] = true.into();
+    report
+}
+
 const FIXTURES: [(&str, &str); 2] = [("pass", "report-pass.json"), ("fail", "report-fail.json")];
 
 #[test]
@@ -119,6 +134,7 @@ fn the_page_works_in_headless_chromium() {
     // And the pages of real bundles: the golden one from a proxy run, and the same bundle with
     // one receipt dropped.
     let (golden, broken) = golden_reports();
+    pages.push(("pass", "audit-only".into(), audit_only(&golden)));
     pages.push(("pass", "golden-pass".into(), golden));
     pages.push(("fail", "golden-fail".into(), broken));
     for (expect, name, report) in pages {

@@ -1,4 +1,5 @@
-//! Contract extensions through the proxy (issue 13): item allow-lists and rate limits.
+//! Contract extensions through the proxy (issue 13): item allow-lists, rate limits and
+//! audit-only mode.
 
 use connect_sim::demo::{DEMO_API_ITEM_ID, DEMO_DB_ITEM_ID, DEMO_VAULT_ID};
 
@@ -115,4 +116,107 @@ async fn over_the_rate_limit_the_job_gets_429_with_retry_after_and_a_receipt() {
     // The evidence still verifies: a rate-limit denial is one the verifier accepts as such.
     let bundle = close_and_bundle(&stack, "job-1").await;
     verified_complete(&stack, &bundle);
+}
+
+#[tokio::test]
+async fn audit_only_lets_contract_denials_through_marked_and_keeps_safety_refusals() {
+    let contract = std::str::from_utf8(claw_tests::SEED).unwrap().replacen(
+        "\"sandbox\"",
+        r#""enforcement": "audit", "sandbox""#,
+        1,
+    );
+    let stack = Stack::start(contract.as_bytes(), Upstream::Sim).await;
+    let token = stack.mint(POLICY, "job-1", None);
+    let decision = |response: &RawResponse| {
+        let id = response.header("x-clawproxy-receipt").expect("a receipt");
+        stack.receipt(id).decision.unwrap()
+    };
+    let audit = Some(claw_verifier::receipt::Enforcement::Audit);
+
+    // An allowed read is marked audit-only, nothing more.
+    let read = connect(&stack, &token, "GET", &item_path(DEMO_DB_ITEM_ID)).await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    let d = decision(&read);
+    assert_eq!((d.allow, d.would_deny, d.enforcement), (true, false, audit));
+
+    // A category the contract withholds is released, receipted as "would deny".
+    let login = connect(&stack, &token, "GET", &item_path(DEMO_LOGIN_ITEM_ID)).await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    assert_eq!(login.json()["category"], "LOGIN");
+    let d = decision(&login);
+    assert_eq!(
+        (d.allow, d.would_deny, d.rule.as_str(), d.enforcement),
+        (true, true, "allowed_categories", audit)
+    );
+    assert!(
+        d.reason.starts_with("audit only, would deny:"),
+        "{}",
+        d.reason
+    );
+
+    // An operation outside the contract passes too (list_items; unfiltered).
+    let list = connect(
+        &stack,
+        &token,
+        "GET",
+        &format!("/v1/vaults/{DEMO_VAULT_ID}/items"),
+    )
+    .await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert!(
+        list.text().contains(DEMO_LOGIN_ITEM_ID),
+        "the list was filtered"
+    );
+    let d = decision(&list);
+    assert_eq!(
+        (d.would_deny, d.rule.as_str()),
+        (true, "allowed_operations")
+    );
+
+    // The proxy's own safety refusals are never shadowed.
+    let override_ = format!(
+        "GET http://connect.1password.com{} HTTP/1.1\r\nHost: connect.1password.com\r\nProxy-Authorization: {}\r\nX-HTTP-Method-Override: DELETE\r\n\r\n",
+        item_path(DEMO_DB_ITEM_ID),
+        basic("job-1", &token)
+    );
+    let refused = raw::send(stack.addr(), override_.as_bytes()).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let d = decision(&refused);
+    assert_eq!(
+        (d.allow, d.rule.as_str(), d.enforcement),
+        (false, "method_override", audit)
+    );
+    // A host outside network_egress passes the contract, but a local address is still refused.
+    let local = format!(
+        "GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\nProxy-Authorization: {}\r\n\r\n",
+        basic("job-1", &token)
+    );
+    let refused = raw::send(stack.addr(), local.as_bytes()).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(decision(&refused).rule, "address_class");
+
+    // Metrics count the shadowed passes apart.
+    let metrics = raw::send(
+        stack.proxy.admin,
+        b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        metrics.text().contains("decision=\"would_deny\""),
+        "{}",
+        metrics.text()
+    );
+
+    // Offline, the verifier accepts the audit-only passes and says loudly what they were.
+    let bundle = close_and_bundle(&stack, "job-1").await;
+    let v = verified_complete(&stack, &bundle);
+    let reevaluated = v.check("semantics.reevaluate").unwrap();
+    assert!(
+        reevaluated.reason.starts_with("AUDIT-ONLY contract")
+            && reevaluated
+                .reason
+                .contains("2 calls the contract would deny"),
+        "{}",
+        reevaluated.reason
+    );
 }

@@ -176,6 +176,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 c.job,
                 c.job,
             );
+            if minted.audit_only {
+                eprintln!(
+                    "clawscope: warning: contract {} is AUDIT-ONLY (enforcement: \"audit\"): the \
+                     proxy records what it would deny and lets every such request through; \
+                     nothing this job does is refused by the contract's rules",
+                    minted.contract
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { token, data, json } => {
@@ -250,7 +258,7 @@ fn inspect(token: &str, dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
         .and_then(|w| w.as_str())
         .and_then(|hash| Registry::new(dir.policies()).resolve(hash).ok())
         .filter(|(envelope, _)| claims.get("wpc").and_then(|w| w.as_str()) == Some(&envelope.hash))
-        .map(|(_, s)| (s.name, s.version, s.active));
+        .map(|(envelope, s)| (s.name, s.version, s.active, audit_only(&envelope.wpc)));
     // Key-free checks first: a token with a forbidden header never verifies anywhere.
     let verdict: Option<Result<(), String>> = match token::decode(&token) {
         Err(e) => Some(Err(e.to_string())),
@@ -270,8 +278,9 @@ fn inspect(token: &str, dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
                 "lifetime_seconds": iat.zip(exp).map(|(i, e)| e.saturating_sub(i)),
                 "remaining_seconds": exp.map(|e| e.saturating_sub(now)),
             },
-            "contract": binding.as_ref().map(|(name, version, active)| serde_json::json!({
+            "contract": binding.as_ref().map(|(name, version, active, audit)| serde_json::json!({
                 "name": name, "version": version, "active": active,
+                "enforcement": if *audit { "audit" } else { "enforce" },
             })),
             "data_dir": dir.root(),
             "verifies_here": verdict.as_ref().map(Result::is_ok),
@@ -305,12 +314,17 @@ fn inspect(token: &str, dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
             _ => println!("validity: {state}"),
         }
         match &binding {
-            Some((name, version, active)) => println!(
-                "contract: {name} v{version} ({})",
+            Some((name, version, active, audit)) => println!(
+                "contract: {name} v{version} ({}){}",
                 if *active {
                     "active"
                 } else {
                     "superseded since mint"
+                },
+                if *audit {
+                    "; AUDIT-ONLY: its rules are recorded, not enforced"
+                } else {
+                    ""
                 }
             ),
             None => println!("contract: not in the registry of {}", dir.root().display()),
@@ -329,6 +343,12 @@ fn inspect(token: &str, dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Whether a registry document says `enforcement: "audit"` (read for display; the proxy acts on
+/// the checked contract).
+fn audit_only(wpc: &serde_json::Value) -> bool {
+    wpc.get("enforcement").and_then(serde_json::Value::as_str) == Some("audit")
 }
 
 /// Full verification against the data dir, as its proxy would (its proxy id as audience).

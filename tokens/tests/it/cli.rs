@@ -231,3 +231,45 @@ fn help_shows_the_whole_flow() {
         assert!(help.contains(step), "{step} missing from:\n{help}");
     }
 }
+
+#[test]
+fn an_audit_only_contract_is_called_out_at_mint_and_inspect() {
+    let f = Fixture::new();
+    let root = f.root();
+    let mint = |job: &str| {
+        clawscope(
+            &root,
+            &[
+                "mint",
+                "--policy",
+                "1password-readonly-agent",
+                "--job",
+                job,
+                "--agent",
+                "a",
+            ],
+        )
+    };
+    // Enforcing (the seed): no warning.
+    let (code, _, summary) = mint("job-enforced");
+    assert_eq!(code, 0, "{summary}");
+    assert!(!summary.contains("AUDIT-ONLY"), "{summary}");
+
+    let audit = std::str::from_utf8(SEED).unwrap().replacen(
+        "\"sandbox\"",
+        r#""enforcement": "audit", "sandbox""#,
+        1,
+    );
+    publish(&f.dir, audit.as_bytes());
+    let (code, token, summary) = mint("job-audit");
+    assert_eq!(code, 0, "{summary}");
+    assert!(
+        summary.contains("warning") && summary.contains("AUDIT-ONLY"),
+        "{summary}"
+    );
+    let (_, out, _) = clawscope(&root, &["inspect", token.trim()]);
+    assert!(out.contains("AUDIT-ONLY"), "{out}");
+    let (_, out, _) = clawscope(&root, &["inspect", token.trim(), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["contract"]["enforcement"], "audit");
+}

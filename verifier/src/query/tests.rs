@@ -36,6 +36,7 @@ fn draft(job: &str, op: &str, item: &str, allow: bool) -> Draft {
         }
         .into(),
         reason: "test".into(),
+        ..Decision::default()
     });
     d
 }

@@ -52,6 +52,7 @@ mod id;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use claw_policy::canonical;
+pub use claw_policy::contract::Enforcement;
 use claw_policy::dsse::pae;
 use claw_policy::keys::Purpose;
 use claw_policy::trust::TrustStore;
@@ -170,15 +171,28 @@ pub struct Op {
 }
 
 /// The decision and the rule that made it.
-#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     /// Whether the call was allowed.
     pub allow: bool,
+    /// `audit` on every decision made under an audit-only contract; absent when enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
     /// A plain sentence.
     pub reason: String,
     /// Stable rule identifier.
     pub rule: String,
+    /// Under an audit-only contract: `rule` would have denied, and the call passed anyway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub would_deny: bool,
+}
+
+impl Decision {
+    /// Whether this is an audit-only pass of a call the contract would have denied.
+    pub fn shadowed(&self) -> bool {
+        self.would_deny && self.allow
+    }
 }
 
 /// The upstream answer.
@@ -436,6 +450,14 @@ impl Receipt {
             ("closed", self.closed.is_some()),
             ("recovery", self.recovery.is_some()),
         ];
+        if let Some(d) = &self.decision
+            && d.would_deny
+            && !(d.allow && d.enforcement.is_some())
+        {
+            return fail(
+                "would_deny marks an audit-only pass: allow true, enforcement audit".into(),
+            );
+        }
         let rule = rule_of(self.kind);
         for (name, is_present) in present {
             if rule.required.contains(&name) && !is_present {

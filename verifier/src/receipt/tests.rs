@@ -58,6 +58,7 @@ pub(crate) fn samples(key: &SigningKey) -> Vec<Receipt> {
             allow: true,
             rule: "allowed_operations".into(),
             reason: "read_item is allowed".into(),
+            ..Decision::default()
         }),
         resp: Some(Resp {
             status: 200,
@@ -92,6 +93,7 @@ pub(crate) fn samples(key: &SigningKey) -> Vec<Receipt> {
             allow: false,
             rule: "auth.missing".into(),
             reason: "no proxy credentials".into(),
+            ..Decision::default()
         }),
         ..base.clone()
     };
@@ -308,6 +310,9 @@ fn kind_rules_are_enforced_on_signed_receipts() {
     let mut r = all[0].clone();
     r.resp.as_mut().unwrap().body_hash = blake3::hash(b"body").to_hex().to_string();
     cases.push((r, "blake3k"));
+    let mut r = all[0].clone();
+    r.decision.as_mut().unwrap().would_deny = true;
+    cases.push((r, "would_deny marks an audit-only pass"));
     for (mut r, want) in cases {
         r.sign(&key);
         match verify_leaf(&r.leaf(), &trust) {
@@ -383,6 +388,15 @@ fn the_schema_refuses_what_the_type_refuses() {
     let mut v = value(&all[4]);
     v.as_object_mut().unwrap().remove("tunnel");
     bad.push(("tunnel_close without bytes", v));
+    let mut v = value(&all[0]);
+    v["decision"]["would_deny"] = serde_json::json!(true);
+    bad.push(("would_deny without the audit mark", v.clone()));
+    v["decision"]["enforcement"] = serde_json::json!("audit");
+    v["decision"]["allow"] = serde_json::json!(false);
+    bad.push(("would_deny on a denial", v.clone()));
+    v["decision"]["would_deny"] = serde_json::json!(false);
+    v["decision"]["allow"] = serde_json::json!(true);
+    bad.push(("would_deny false instead of omitted", v));
     for (why, v) in bad {
         assert!(!validator.is_valid(&v), "schema accepted: {why}");
     }

@@ -56,9 +56,14 @@ pub fn report(v: &Verification) -> Value {
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or("(unnamed)");
+        let enforcement = match envelope.wpc.get("enforcement").and_then(Value::as_str) {
+            Some("audit") => "audit",
+            _ => "enforce",
+        };
         out.insert(
             "contract".into(),
-            json!({"name": name, "hash": envelope.hash, "document": envelope.wpc}),
+            json!({"name": name, "hash": envelope.hash, "document": envelope.wpc,
+                   "enforcement": enforcement}),
         );
     }
     let checks: Vec<Value> = v
@@ -91,12 +96,19 @@ fn counts(receipts: &[Receipt]) -> Value {
             && r.kind != Kind::Request
         {
             *by_operation.entry(&op.name).or_default() += 1;
-            *by_decision
-                .entry(if d.allow { "allow" } else { "deny" })
-                .or_default() += 1;
+            *by_decision.entry(decision_label(d)).or_default() += 1;
         }
     }
     json!({"receipts": receipts.len(), "by_operation": by_operation, "by_decision": by_decision})
+}
+
+/// `allow`, `deny`, or `would_deny` for an audit-only pass of a call the contract would deny.
+fn decision_label(d: &crate::receipt::Decision) -> &'static str {
+    match (d.allow, d.shadowed()) {
+        (true, true) => "would_deny",
+        (true, false) => "allow",
+        (false, _) => "deny",
+    }
 }
 
 fn calls(v: &Verification, receipts: &[Receipt]) -> Vec<Value> {
@@ -142,6 +154,9 @@ fn calls(v: &Verification, receipts: &[Receipt]) -> Vec<Value> {
             let (decision, rule) = match &r.decision {
                 Some(d) => {
                     call.insert("reason".into(), json!(d.reason));
+                    if d.shadowed() {
+                        call.insert("would_deny".into(), json!(true));
+                    }
                     (if d.allow { "allow" } else { "deny" }, d.rule.as_str())
                 }
                 // job_close and recovery decide nothing; shown as the log's own record.

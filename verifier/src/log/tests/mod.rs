@@ -55,6 +55,7 @@ pub(crate) fn call(job: &str) -> Draft {
         allow: true,
         rule: "allowed_operations".into(),
         reason: "read_item is allowed".into(),
+        ..Decision::default()
     });
     d.duration_ms = Some(3);
     d

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use claw_policy::contract::{Category, Operation, ToolScope, WpcDocument};
+use claw_policy::contract::{CONTRACT_RULES, Category, Operation, ToolScope, WpcDocument};
 use claw_policy::egress::check_egress;
 use claw_policy::evaluate::{self, Decision, VaultRef};
 
@@ -59,14 +59,18 @@ fn decided<'a>(ctx: &'a Ctx<'_>) -> impl Iterator<Item = (usize, &'a Receipt)> {
 }
 
 /// `semantics.reevaluate`: the contract, applied here to each receipt's host, operation,
-/// vault, item and category, gives the recorded decision and rule.
+/// vault, item and category, gives the recorded decision and rule. Under an audit-only contract
+/// every decision is marked so, and a contract rule's denial may be recorded as a pass that
+/// "would deny" by that rule; under an enforcing one nothing is marked.
 pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
     let (document, scope) = match policy(ctx) {
         Ok(p) => p,
         Err(outcome) => return outcome,
     };
+    let audit = document.audit_only();
     let mut problems = Problems::default();
     let mut judged = 0usize;
+    let mut shadowed = 0usize;
     for (i, r) in decided(ctx) {
         let (Some(req), Some(op), Some(recorded)) = (&r.req, &r.op, &r.decision) else {
             continue;
@@ -78,8 +82,25 @@ pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
                 format!("receipt #{i} (seq {}): {message}", r.seq),
             )
         };
+        if recorded.enforcement.is_some() != audit {
+            bad(if audit {
+                "the contract is audit-only, yet the decision is not marked so".into()
+            } else {
+                "marked audit-only, yet the contract enforces".into()
+            });
+        }
+        if recorded.would_deny {
+            if !(audit && recorded.allow && CONTRACT_RULES.contains(&recorded.rule.as_str())) {
+                bad(format!(
+                    "a \"would deny\" pass by {} is only possible for a contract rule under an \
+                     audit-only contract",
+                    recorded.rule
+                ));
+            }
+            shadowed += 1;
+        }
         if REFUSALS.contains(&recorded.rule.as_str()) {
-            if recorded.allow {
+            if recorded.allow && !recorded.shadowed() {
                 bad(format!(
                     "rule {} only ever refuses, yet it allowed",
                     recorded.rule
@@ -98,19 +119,27 @@ pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
             },
             allow => allow,
         };
-        if expected.is_allow() != recorded.allow || expected.rule() != recorded.rule {
+        // An audit-only pass counts as the denial it records.
+        let recorded_allow = recorded.allow && !recorded.would_deny;
+        if expected.is_allow() != recorded_allow || expected.rule() != recorded.rule {
             bad(format!(
                 "recorded {} by {}, the contract gives {} by {}",
-                verdict(recorded.allow),
+                verdict(recorded_allow),
                 recorded.rule,
                 verdict(expected.is_allow()),
                 expected.rule()
             ));
         }
     }
-    problems.outcome(format!(
-        "{judged} decisions re-evaluated against the contract; each matches its receipt"
-    ))
+    problems.outcome(if audit {
+        format!(
+            "AUDIT-ONLY contract: nothing was refused by its rules; {judged} decisions \
+             re-evaluated, each matches its receipt; {shadowed} calls the contract would deny \
+             were let through"
+        )
+    } else {
+        format!("{judged} decisions re-evaluated against the contract; each matches its receipt")
+    })
 }
 
 fn verdict(allow: bool) -> &'static str {
@@ -208,7 +237,8 @@ pub(crate) fn unknown_denied(ctx: &Ctx<'_>) -> Outcome {
                 format!("receipt #{i}: allowed an unknown operation {:?}", op.name),
             );
         }
-        if !check_egress(&document.sandbox, &req.host, req.port).is_allow() {
+        let let_through = document.audit_only() && decision.shadowed();
+        if !let_through && !check_egress(&document.sandbox, &req.host, req.port).is_allow() {
             problems.receipt(
                 Some(r.seq),
                 format!(
@@ -243,7 +273,14 @@ pub(crate) fn no_release(ctx: &Ctx<'_>) -> Outcome {
             );
         }
         let category = r.op.as_ref().and_then(|op| op.category.as_deref());
-        if let Some(category) = category {
+        let shadowed = r.decision.as_ref().is_some_and(|d| d.shadowed());
+        if let Some(category) = category
+            && !(shadowed
+                && ctx
+                    .contract
+                    .as_ref()
+                    .is_some_and(|c| c.document().audit_only()))
+        {
             let allowed = Category::from_str(category)
                 .is_ok_and(|c| evaluate::category_allowed(scope, c).is_allow());
             if !allowed {
