@@ -4,8 +4,9 @@
 //! against `sandbox.network_egress`: no suffix or prefix matching, so `connect.1password.com.evil`
 //! and `evilconnect.1password.com` are different hosts. An entry without a port allows 443 and
 //! 80; `host:port` allows that port only. Addresses are judged by what they are, including IPv4
-//! hidden in IPv6 (mapped, compatible, 6to4, NAT64, Teredo) and IPv4 literals in every spelling
-//! `inet_aton` accepts (`2130706433`, `0177.0.0.1`, `0x7f.1`, `127.1`).
+//! hidden in IPv6 (mapped, compatible, 6to4, NAT64 well-known and local-use, Teredo) and IPv4
+//! literals in every spelling `inet_aton` accepts (`2130706433`, `0177.0.0.1`, `0x7f.1`,
+//! `127.1`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -151,6 +152,19 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
     if let Some(v4) = embedded_v4(ip) {
         return classify_v4(v4);
     }
+    // 64:ff9b:1::/48 (local-use NAT64, RFC 8215): the operator chooses the prefix length
+    // (/48 to /96), and with it where the IPv4 address sits (RFC 6052 §2.2), so the same
+    // address can reach a public host under one configuration and a private one under another.
+    // Judged by the /96 reading when that alone is not public; otherwise it cannot be known
+    // what the address reaches, and it is not dialled.
+    if s[..3] == [0x64, 0xff9b, 1] {
+        let class = classify_v4(Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7])));
+        return if class.is_public() {
+            AddrClass::Reserved
+        } else {
+            class
+        };
+    }
     match s[0] {
         0xfd00 if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => AddrClass::Metadata,
         0xfc00..=0xfdff => AddrClass::Private,
@@ -170,8 +184,9 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     match s {
         // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible, deprecated).
         [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0, 0, hi, lo] => Some(tail(hi, lo)),
-        // 64:ff9b::a.b.c.d and 64:ff9b:1::/48 (NAT64).
-        [0x64, 0xff9b, _, _, _, _, hi, lo] => Some(tail(hi, lo)),
+        // 64:ff9b::a.b.c.d (NAT64 well-known prefix, /96 only). The rest of 64:ff9b::/32 is
+        // the local-use prefix (see classify_v6) or unassigned (reserved).
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(tail(hi, lo)),
         // 2002:AABB:CCDD::/48 (6to4).
         [0x2002, hi, lo, ..] => Some(tail(hi, lo)),
         // 2001:0::/32 (Teredo): the client address is the last 32 bits, inverted.

@@ -6,17 +6,26 @@
 //! terminated with a leaf for that host and each inner request is served like a plain one (the
 //! inner `Host` must name the CONNECT host). `CONNECT` to another allowed host becomes an opaque
 //! tunnel to the address that was checked.
+//!
+//! Every client stream is wrapped in [`WriteDeadline`]: a write the client leaves blocked for
+//! `idle_timeout_ms` (it stopped reading) fails, which ends the connection, tunnel or
+//! interception riding on it. Without it a client that never reads would pin a task, its
+//! socket and the answer buffered for it, for ever.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, info_span, warn};
@@ -82,6 +91,7 @@ async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr
             async move { Ok::<_, Infallible>(handle(proxy, connection, peer, request).await) }
         })
     };
+    let stream = WriteDeadline::new(stream, proxy.config.limits.idle_timeout());
     let connection = builder(&proxy)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -292,5 +302,121 @@ async fn intercept(
             proxy.record_malformed(peer, &error.to_string()).await;
         }
         debug!(%error, "intercepted connection ended with an error");
+    }
+}
+
+/// A client stream whose writes must make progress: once a write has stayed blocked for
+/// `limit` (the client stopped reading), it fails with `TimedOut` and the connection ends.
+/// Reads are untouched: hyper bounds heads (`header_timeout_ms`) and tunnels bound idle reads.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Armed by the first blocked write since the last one that made progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes a ready result through (and disarms the deadline); on `Pending`, arms it if
+    /// needed and fails once it has passed.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client has not read its answer within idle_timeout_ms",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.deadline(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.deadline(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.deadline(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.deadline(cx, polled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_reads_fails_but_a_slow_reader_is_served() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let mut stream = WriteDeadline::new(near, Duration::from_millis(300));
+        // Far more than the pipe holds, read as it comes: every write makes progress.
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0; 256 * 1024];
+            far.read_exact(&mut buf).await.unwrap();
+            far
+        });
+        stream.write_all(&[1; 256 * 1024]).await.unwrap();
+        let _far = reader.await.unwrap();
+        // Nobody reads any more: the write fails instead of waiting for ever.
+        let error = stream.write_all(&[2; 256 * 1024]).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
     }
 }

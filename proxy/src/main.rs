@@ -156,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "clawproxy listening on {} (admin {})",
                     running.listen, running.admin
                 );
-                wait_for_signal().await;
+                wait_for_signal(&running.proxy).await;
                 eprintln!("clawproxy: shutting down (draining, final checkpoint)");
                 running.shutdown().await;
                 anyhow::Ok(())
@@ -171,8 +171,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Structured logs on stderr: `CLAW_LOG` takes an EnvFilter (default `info`),
-/// `CLAW_LOG_FORMAT=json` switches to JSON lines.
+/// `CLAW_LOG_FORMAT=json` switches to JSON lines; colours only on a terminal (a log file or
+/// journald gets plain text).
 fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CLAW_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -181,15 +183,24 @@ fn init_tracing() {
     if std::env::var("CLAW_LOG_FORMAT").as_deref() == Ok("json") {
         let _ = builder.json().try_init();
     } else {
-        let _ = builder.try_init();
+        let _ = builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init();
     }
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the upstream tokens from their files.
+async fn wait_for_signal(proxy: &claw_proxy::stack::Proxy) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = hup.recv() => {
+                proxy.reload_tokens();
+            }
+        }
     }
 }

@@ -39,17 +39,20 @@ impl Histogram {
         self.total.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    /// Writes the series with `labels` (e.g. `op="read_item"`); the caller writes the
+    /// `# HELP`/`# TYPE` lines once per metric.
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
         let mut cumulative = 0;
         for (bound, count) in self.bounds.iter().zip(&self.counts) {
             cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
         }
         let total = self.total.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {total}\n{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {total}"
+        );
     }
 }
 
@@ -57,8 +60,9 @@ impl Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, String), u64>>,
-    /// End-to-end request latency.
-    pub latency: Histogram,
+    /// Time from request head to answer, by operation (operations are a closed vocabulary, so
+    /// the label set stays small).
+    latency: Mutex<BTreeMap<String, Histogram>>,
     /// Open CONNECT tunnels.
     pub open_tunnels: AtomicI64,
     /// Token verifications answered from the cache.
@@ -71,7 +75,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             requests: Mutex::new(BTreeMap::new()),
-            latency: Histogram::new(LATENCY_BUCKETS),
+            latency: Mutex::new(BTreeMap::new()),
             open_tunnels: AtomicI64::new(0),
             token_cache_hits: AtomicU64::new(0),
             token_cache_misses: AtomicU64::new(0),
@@ -80,10 +84,25 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts one request by decision (`allow`/`deny`/`error`) and operation.
+    /// Counts one request by decision (`allow`/`would_deny`/`deny`/`error`) and operation.
     pub fn request(&self, decision: &'static str, op: &str) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests.entry((decision, op.to_owned())).or_default() += 1;
+    }
+
+    /// Counts one answered request and records its latency under its operation.
+    pub fn answered(&self, decision: &'static str, op: &str, started: std::time::Instant) {
+        self.request(decision, op);
+        let seconds = started.elapsed().as_secs_f64();
+        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        match latency.get(op) {
+            Some(histogram) => histogram.observe(seconds),
+            None => {
+                let histogram = Histogram::new(LATENCY_BUCKETS);
+                histogram.observe(seconds);
+                latency.insert(op.to_owned(), histogram);
+            }
+        }
     }
 
     /// Prometheus text exposition; `extra` is appended (e.g. the log writer's metrics).
@@ -102,11 +121,19 @@ impl Metrics {
                 "clawproxy_requests_total{{decision=\"{decision}\",op=\"{op}\"}} {n}"
             );
         }
-        self.latency.render(
-            "clawproxy_request_duration_seconds",
-            "Time from request head to response release.",
-            &mut out,
+        let name = "clawproxy_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from request head to the answer (after its receipt is durable), by operation.\n# TYPE {name} histogram"
         );
+        for (op, histogram) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            histogram.render(name, &format!("op=\"{op}\""), &mut out);
+        }
         let _ = writeln!(
             out,
             "# HELP clawproxy_open_tunnels Open CONNECT tunnels.\n# TYPE clawproxy_open_tunnels gauge\nclawproxy_open_tunnels {}",
@@ -130,16 +157,33 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let metrics = Metrics::default();
-        metrics.request("allow", "read_item");
-        metrics.request("allow", "read_item");
-        metrics.request("deny", "delete_item");
-        metrics.latency.observe(0.0007);
-        metrics.latency.observe(0.2);
+        let now = std::time::Instant::now();
+        metrics.answered("allow", "read_item", now);
+        metrics.answered(
+            "allow",
+            "read_item",
+            now - std::time::Duration::from_millis(200),
+        );
+        metrics.answered("deny", "delete_item", now);
+        metrics.request("deny", "proxy_auth");
         let text = metrics.render("");
         assert!(text.contains("clawproxy_requests_total{decision=\"allow\",op=\"read_item\"} 2"));
         assert!(text.contains("clawproxy_requests_total{decision=\"deny\",op=\"delete_item\"} 1"));
-        assert!(text.contains("clawproxy_request_duration_seconds_bucket{le=\"0.001\"} 1"));
-        assert!(text.contains("clawproxy_request_duration_seconds_bucket{le=\"0.25\"} 2"));
-        assert!(text.contains("clawproxy_request_duration_seconds_count 2"));
+        assert!(text.contains("clawproxy_requests_total{decision=\"deny\",op=\"proxy_auth\"} 1"));
+        // One series per operation; the 200 ms read lands above 0.1 s and within 0.25 s.
+        let read = "clawproxy_request_duration_seconds_bucket{op=\"read_item\",";
+        assert!(text.contains(&format!("{read}le=\"0.1\"}} 1")), "{text}");
+        assert!(text.contains(&format!("{read}le=\"0.25\"}} 2")), "{text}");
+        assert!(text.contains("clawproxy_request_duration_seconds_count{op=\"read_item\"} 2"));
+        assert!(text.contains("clawproxy_request_duration_seconds_count{op=\"delete_item\"} 1"));
+        assert!(
+            !text.contains("op=\"proxy_auth\",le="),
+            "no latency without a start time"
+        );
+        assert_eq!(
+            text.matches("# TYPE clawproxy_request_duration_seconds histogram")
+                .count(),
+            1
+        );
     }
 }

@@ -32,6 +32,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
@@ -257,6 +258,28 @@ impl Proxy {
     }
 
     /// The configured upstream for `host`, if any.
+    /// Re-reads every upstream's `token_file` (SIGHUP): new requests carry the new tokens,
+    /// open connections stay open. Returns how many tokens were replaced; a token that cannot
+    /// be read is kept and the reason logged.
+    pub fn reload_tokens(&self) -> usize {
+        let mut replaced = 0;
+        for upstream in self.upstreams.values() {
+            match upstream.reload_token() {
+                Ok(true) => {
+                    replaced += 1;
+                    info!(upstream = %upstream.host, "Connect token reloaded from token_file");
+                }
+                Ok(false) => {
+                    info!(upstream = %upstream.host, "token from the environment: nothing to reload")
+                }
+                Err(error) => {
+                    warn!(upstream = %upstream.host, error = %format!("{error:#}"), "token reload failed; keeping the current token")
+                }
+            }
+        }
+        replaced
+    }
+
     pub fn upstream(&self, host: &str) -> Option<&UpstreamTarget> {
         self.upstreams.get(host)
     }
@@ -402,17 +425,45 @@ impl Proxy {
 
         let (parts, body) = request.into_parts();
         let limit = self.config.limits.max_body_bytes;
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                let reason = format!("request body over {limit} bytes");
-                let mut response = self
-                    .deny(identity, peer, req, op, "body_too_large", &reason, started)
+        // The body must arrive as promptly as the head did: a client that announces a body
+        // and sends nothing would otherwise hold the connection forever.
+        let deadline = self.config.limits.header_timeout();
+        let collected = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await;
+        let body = match collected {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(error)) => {
+                let (rule, reason, status) = if error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    let reason = format!("request body over {limit} bytes");
+                    ("body_too_large", reason, StatusCode::PAYLOAD_TOO_LARGE)
+                } else {
+                    let reason = "the request body's framing is broken".to_owned();
+                    ("malformed_request", reason, StatusCode::BAD_REQUEST)
+                };
+                let response = self
+                    .deny(identity, peer, req, op, rule, &reason, started)
                     .await;
-                if response.status() == StatusCode::FORBIDDEN {
-                    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-                }
-                return response;
+                return with_status(response, status);
+            }
+            Err(_) => {
+                let reason = format!(
+                    "the request body did not arrive within {} ms",
+                    deadline.as_millis()
+                );
+                let response = self
+                    .deny(
+                        identity,
+                        peer,
+                        req,
+                        op,
+                        "malformed_request",
+                        &reason,
+                        started,
+                    )
+                    .await;
+                return with_status(response, StatusCode::REQUEST_TIMEOUT);
             }
         };
         if !body.is_empty() {
@@ -533,7 +584,7 @@ impl Proxy {
                 Ok(_) => rid = Some(pair),
                 Err(error) => {
                     warn!(%error, "pre-forward receipt failed; not forwarding");
-                    self.metrics.request("error", operation.as_str());
+                    self.metrics.answered("error", operation.as_str(), started);
                     return respond::receipt_failed();
                 }
             }
@@ -559,7 +610,7 @@ impl Proxy {
                 draft.rid = rid;
                 Shadow::mark(&shadow, &mut draft);
                 let recorded = self.evidence.record(Some(identity), draft).await;
-                self.metrics.request("error", operation.as_str());
+                self.metrics.answered("error", operation.as_str(), started);
                 return failed_upstream(timeout, recorded);
             }
         };
@@ -607,7 +658,7 @@ impl Proxy {
                     draft.rid = rid;
                     return match self.evidence.record(Some(identity), draft).await {
                         Ok(recorded) => {
-                            self.metrics.request("deny", operation.as_str());
+                            self.metrics.answered("deny", operation.as_str(), started);
                             info!(job = identity.job(), op = operation.as_str(), decision = "withhold", %rule, status = 403u16, duration_ms = started.elapsed().as_millis() as u64, "request");
                             with_receipt(respond::denied(&rule, &reason), &recorded.id)
                         }
@@ -618,7 +669,11 @@ impl Proxy {
         }
 
         hygiene::clean_response(&mut headers);
-        hygiene::redact(&mut headers, &mut body, upstream.token().as_bytes());
+        hygiene::redact(
+            &mut headers,
+            &mut body,
+            upstream.token().expose_secret().as_bytes(),
+        );
         let mut draft = self.draft(
             Kind::Call,
             peer,
@@ -648,15 +703,12 @@ impl Proxy {
             Ok(recorded) => recorded,
             Err(error) => {
                 warn!(%error, "call receipt failed; withholding the response");
-                self.metrics.request("error", operation.as_str());
+                self.metrics.answered("error", operation.as_str(), started);
                 return respond::receipt_failed();
             }
         };
         let decision = Shadow::label(&shadow);
-        self.metrics.request(decision, operation.as_str());
-        self.metrics
-            .latency
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.answered(decision, operation.as_str(), started);
         let rule = shadow.as_ref().map_or(rule.as_str(), |s| s.rule.as_str());
         info!(job = identity.job(), op = operation.as_str(), decision, %rule, status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request");
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -683,7 +735,8 @@ impl Proxy {
         hygiene::clean_request(&mut headers);
         headers.remove(header::HOST);
         headers.remove(header::CONTENT_LENGTH);
-        hygiene::inject_bearer(&mut headers, upstream.token()).map_err(|_| false)?;
+        hygiene::inject_bearer(&mut headers, upstream.token().expose_secret())
+            .map_err(|_| false)?;
         if let Some(h) = builder.headers_mut() {
             *h = headers;
         }
@@ -899,7 +952,7 @@ impl Proxy {
         let mut request = Request::get(upstream.uri(path, None).ok()?)
             .body(Full::new(Bytes::new()))
             .ok()?;
-        hygiene::inject_bearer(request.headers_mut(), upstream.token()).ok()?;
+        hygiene::inject_bearer(request.headers_mut(), upstream.token().expose_secret()).ok()?;
         let timeout = self.config.limits.upstream_timeout();
         let response = tokio::time::timeout(timeout, upstream.client.request(request))
             .await
@@ -939,12 +992,16 @@ impl Proxy {
         };
         let (mut parts, body) = request.into_parts();
         let limit = self.config.limits.max_body_bytes;
-        let Ok(body) = Limited::new(body, limit)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-        else {
-            return respond::too_large(limit);
+        let deadline = self.config.limits.header_timeout();
+        let body = match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => return respond::too_large(limit),
+            Err(_) => {
+                return respond::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time",
+                );
+            }
         };
         hygiene::clean_request(&mut parts.headers);
         let origin = parts
@@ -999,7 +1056,8 @@ impl Proxy {
         let Ok(recorded) = self.evidence.record(Some(identity), draft).await else {
             return respond::receipt_failed();
         };
-        self.metrics.request(Shadow::label(&shadow), "egress");
+        self.metrics
+            .answered(Shadow::label(&shadow), "egress", started);
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         headers.remove(header::CONTENT_LENGTH);
@@ -1233,6 +1291,13 @@ impl Proxy {
         );
         let _ = self.evidence.record(None, draft).await;
         self.metrics.request("deny", "malformed");
+        info!(
+            op = "unknown",
+            decision = "deny",
+            rule = "malformed_request",
+            status = 400u16,
+            "request"
+        );
     }
 
     /// Receipts a request refused with 407 under [`UNAUTHENTICATED`] (no job is known), so
@@ -1261,6 +1326,13 @@ impl Proxy {
             Instant::now(),
         );
         self.metrics.request("deny", "proxy_auth");
+        info!(
+            op = "unknown",
+            decision = "deny",
+            rule = "proxy_auth",
+            status = 407u16,
+            "request"
+        );
         match self.evidence.record(None, draft).await {
             Ok(recorded) => with_receipt(response, &recorded.id),
             Err(_) => respond::receipt_failed(),
@@ -1337,7 +1409,7 @@ impl Proxy {
         );
         match self.evidence.record(Some(identity), draft).await {
             Ok(recorded) => {
-                self.metrics.request("deny", &name);
+                self.metrics.answered("deny", &name, started);
                 info!(job = identity.job(), op = %name, decision = "deny", %rule, status = 403u16, duration_ms = started.elapsed().as_millis() as u64, "request");
                 with_receipt(respond::denied(rule, reason), &recorded.id)
             }
@@ -1502,6 +1574,15 @@ fn failed_upstream(timeout: bool, recorded: Result<Recorded, NotRecorded>) -> Re
         Ok(recorded) => with_receipt(respond::upstream_failed(timeout), &recorded.id),
         Err(_) => respond::receipt_failed(),
     }
+}
+
+/// A denial's answer with another status than 403 (the receipt header kept); a 503 from a
+/// failed receipt stays a 503.
+fn with_status(mut response: Response<Body>, status: StatusCode) -> Response<Body> {
+    if response.status() == StatusCode::FORBIDDEN {
+        *response.status_mut() = status;
+    }
+    response
 }
 
 fn with_receipt(mut response: Response<Body>, id: &str) -> Response<Body> {

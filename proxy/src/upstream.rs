@@ -2,8 +2,8 @@
 //! connections to other allowed hosts (resolve once, judge every address, dial the one judged).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -14,7 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::{CertificateDer, pem::PemObject};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
+use zeroize::Zeroizing;
 
 use crate::config::Upstream;
 
@@ -27,8 +28,11 @@ pub struct UpstreamTarget {
     pub host: String,
     /// `scheme://authority` where the server really is.
     pub base: Uri,
-    /// The real credential, injected on every request. Never logged.
-    pub token: SecretString,
+    /// The real credential, injected on every request. Never logged. Replaced in place when
+    /// its `token_file` is reloaded (SIGHUP), so open connections keep working.
+    token: RwLock<Arc<SecretString>>,
+    /// Where the token came from, for reloads.
+    token_file: Option<PathBuf>,
     /// The pooled client (verifies https with webpki roots or `ca_file`).
     pub client: UpstreamClient,
 }
@@ -46,7 +50,7 @@ impl std::fmt::Debug for UpstreamTarget {
 impl UpstreamTarget {
     /// Builds the upstream from its config, reading the token from env or a 0600 file.
     pub fn new(config: &Upstream, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let token = match (&config.token_env, &config.token_file) {
+        let token = Zeroizing::new(match (&config.token_env, &config.token_file) {
             (Some(var), _) => env(var).filter(|t| !t.trim().is_empty()).with_context(|| {
                 format!(
                     "upstream {}: environment variable {var} is not set; export the Connect token in it",
@@ -56,7 +60,7 @@ impl UpstreamTarget {
             (None, Some(file)) => read_token_file(file)
                 .with_context(|| format!("upstream {}: token_file", config.host))?,
             (None, None) => bail!("upstream {}: no token source", config.host),
-        };
+        });
         let base: Uri = config.url.parse()?;
         let tls = client_tls(config.ca_file.as_deref())
             .with_context(|| format!("upstream {}: TLS setup", config.host))?;
@@ -74,7 +78,8 @@ impl UpstreamTarget {
         Ok(Self {
             host: config.host.clone(),
             base,
-            token: SecretString::from(token.trim().to_owned()),
+            token: RwLock::new(Arc::new(SecretString::from(token.trim().to_owned()))),
+            token_file: config.token_file.clone(),
             client,
         })
     }
@@ -91,8 +96,24 @@ impl UpstreamTarget {
     }
 
     /// The token, for injection only.
-    pub fn token(&self) -> &str {
-        self.token.expose_secret()
+    pub fn token(&self) -> Arc<SecretString> {
+        self.token.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads `token_file` and swaps the token in: requests from now on carry the new one;
+    /// requests already sent keep theirs. A token from the environment cannot change while the
+    /// process runs (`Ok(false)`). A file that is missing, unsafe or empty leaves the old token
+    /// in place and says why.
+    pub fn reload_token(&self) -> anyhow::Result<bool> {
+        let Some(path) = &self.token_file else {
+            return Ok(false);
+        };
+        let token = Zeroizing::new(
+            read_token_file(path).with_context(|| format!("upstream {}: token_file", self.host))?,
+        );
+        let fresh = Arc::new(SecretString::from(token.as_str().to_owned()));
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(true)
     }
 }
 
@@ -141,19 +162,28 @@ pub async fn resolve_public(
             .map_err(|_| format!("cannot resolve {host}"))?
             .collect(),
     };
+    judge_answers(host, &addrs, own)?;
+    Ok(addrs)
+}
+
+/// Judges a whole answer set for `host`: every address must be public and none the proxy's
+/// own listener, or the lot is refused (a mixed set is how DNS rebinding hides a private
+/// target behind a public one). Addresses are compared in canonical form, so the IPv4-mapped
+/// spelling of a listener is that listener.
+fn judge_answers(host: &str, addrs: &[SocketAddr], own: &[SocketAddr]) -> Result<(), String> {
     if addrs.is_empty() {
         return Err(format!("{host} has no addresses"));
     }
-    for addr in &addrs {
+    for addr in addrs {
         judge(addr.ip())?;
-        if own
-            .iter()
-            .any(|o| o.port() == addr.port() && (o.ip() == addr.ip() || o.ip().is_unspecified()))
-        {
+        let ip = addr.ip().to_canonical();
+        if own.iter().any(|o| {
+            o.port() == addr.port() && (o.ip().to_canonical() == ip || o.ip().is_unspecified())
+        }) {
             return Err("the proxy's own listeners are not a destination".into());
         }
     }
-    Ok(addrs)
+    Ok(())
 }
 
 fn judge(ip: IpAddr) -> Result<(), String> {
@@ -162,5 +192,106 @@ fn judge(ip: IpAddr) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{ip} is a {class} address"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    /// The proxy listening on a public address (where the own-listener rule matters).
+    const OWN: &[&str] = &["93.184.216.34:3128", "127.0.0.1:9090"];
+
+    #[test]
+    fn answer_sets_are_judged_whole() {
+        let own = addrs(OWN);
+        let cases: &[(&[&str], Option<&str>)] = &[
+            // All public: dialled.
+            (&["8.8.8.8:443"], None),
+            (
+                &["8.8.8.8:443", "1.1.1.1:443", "[2606:4700::1111]:443"],
+                None,
+            ),
+            // The proxy's public address on another port is just a host.
+            (&["93.184.216.34:443"], None),
+            // Rebinding: one private, loopback or metadata answer among public ones.
+            (&["8.8.8.8:443", "10.0.0.1:443"], Some("private")),
+            (&["127.0.0.1:443", "8.8.8.8:443"], Some("loopback")),
+            (&["8.8.8.8:443", "169.254.169.254:443"], Some("metadata")),
+            (&["8.8.8.8:443", "[::1]:443"], Some("loopback")),
+            // IPv4 hidden in IPv6: mapped, NAT64, 6to4, Teredo.
+            (&["[::ffff:10.0.0.1]:443"], Some("private")),
+            (&["8.8.8.8:443", "[::ffff:127.0.0.1]:443"], Some("loopback")),
+            (&["[64:ff9b::a9fe:a9fe]:443"], Some("metadata")),
+            (&["[64:ff9b::c0a8:101]:443"], Some("private")),
+            (&["[2002:a00:1::]:443"], Some("private")),
+            (&["[2002:7f00:1::1]:443"], Some("loopback")),
+            (
+                &["[2001:0:4136:e378:8000:63bf:f5ff:fffe]:443"],
+                Some("private"),
+            ),
+            // Local-use NAT64: what it reaches depends on the translator's prefix length.
+            (&["[64:ff9b:1:a00:0:100:808:808]:443"], Some("reserved")),
+            // The proxy's own listeners, however spelt.
+            (&["93.184.216.34:3128"], Some("own listeners")),
+            (&["[::ffff:93.184.216.34]:3128"], Some("own listeners")),
+            (
+                &["8.8.8.8:3128", "93.184.216.34:3128"],
+                Some("own listeners"),
+            ),
+            // Nothing to dial.
+            (&[], Some("no addresses")),
+        ];
+        for (answers, refused) in cases {
+            let result = judge_answers("host.example", &addrs(answers), &own);
+            match refused {
+                None => assert_eq!(result, Ok(()), "{answers:?}"),
+                Some(why) => {
+                    let reason = result.expect_err(&format!("{answers:?} was accepted"));
+                    assert!(reason.contains(why), "{answers:?}: {reason}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_listener_on_every_address_owns_its_port_everywhere() {
+        for listener in ["0.0.0.0:3128", "[::]:3128"] {
+            let own = addrs(&[listener]);
+            for answer in ["8.8.8.8:3128", "[2606:4700::1111]:3128"] {
+                let reason = judge_answers("h", &addrs(&[answer]), &own).unwrap_err();
+                assert!(
+                    reason.contains("own listeners"),
+                    "{listener} {answer}: {reason}"
+                );
+            }
+            assert_eq!(judge_answers("h", &addrs(&["8.8.8.8:443"]), &own), Ok(()));
+        }
+    }
+
+    #[tokio::test]
+    async fn literals_are_judged_without_a_lookup() {
+        let own = addrs(OWN);
+        assert_eq!(
+            resolve_public("8.8.8.8", 443, &own).await,
+            Ok(addrs(&["8.8.8.8:443"]))
+        );
+        for literal in [
+            "127.1",
+            "0x7f000001",
+            "[::ffff:7f00:1]",
+            "[fe80::1%25eth0]",
+            "1.2.3.4.5",
+        ] {
+            assert!(
+                resolve_public(literal, 443, &own).await.is_err(),
+                "{literal}"
+            );
+        }
+        assert!(resolve_public("93.184.216.34", 3128, &own).await.is_err());
     }
 }

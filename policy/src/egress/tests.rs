@@ -128,3 +128,29 @@ fn ip_literals_in_every_spelling() {
         }
     }
 }
+
+#[test]
+fn nat64_addresses_are_judged_by_every_place_a_translator_reads_ipv4_from() {
+    let cases: &[(&str, AddrClass)] = &[
+        // The well-known prefix is /96 only: the IPv4 address is the last 32 bits.
+        ("64:ff9b::8.8.8.8", AddrClass::Public),
+        ("64:ff9b::7f00:1", AddrClass::Loopback),
+        ("64:ff9b::a9fe:a9fe", AddrClass::Metadata),
+        // Elsewhere in 64:ff9b::/32 nothing is assigned: the last 32 bits mean nothing.
+        ("64:ff9b:5::8.8.8.8", AddrClass::Reserved),
+        ("64:ff9b:0:0:1::8.8.8.8", AddrClass::Reserved),
+        // Local-use (64:ff9b:1::/48): a private /96 reading is named as such.
+        ("64:ff9b:1::10.0.0.1", AddrClass::Private),
+        ("64:ff9b:1::a9fe:a9fe", AddrClass::Metadata),
+        // A public /96 reading proves nothing: under a /48 prefix 64:ff9b:1:a00:0:100::/96
+        // is 10.0.0.1 (and under /64, 64:ff9b:1:0:7f:0:100:: is 127.0.0.1), whatever the
+        // trailing bits say. What it reaches depends on local configuration: not dialled.
+        ("64:ff9b:1:a00:0:100:808:808", AddrClass::Reserved),
+        ("64:ff9b:1:0:7f:0:100:808", AddrClass::Reserved),
+        ("64:ff9b:1::8.8.8.8", AddrClass::Reserved),
+    ];
+    for (text, want) in cases {
+        let ip: IpAddr = text.parse().unwrap();
+        assert_eq!(classify_ip(ip), *want, "{text}");
+    }
+}

@@ -1,9 +1,12 @@
-//! Durability of the whole proxy, run as real processes (`clawproxy run`, `connect-sim`, and
+//! The whole proxy as real processes (`clawproxy run`, `connect-sim`, and
 //! the `clawproxy`/`clawcontrols`/`clawscope`/`clawverify` command lines):
 //!
 //! - `kill`: agents read through the proxy while it is `kill -9`ed and restarted on the same
 //!   data dir, again and again; every answer an agent saw has its receipt in a log that still
 //!   verifies, torn tails are cut and recorded, and the job's bundle verifies;
+//! - `secrets`: at trace level, no concealed value, Connect token or job token reaches a log, a
+//!   receipt, a bundle, a report or the reviewer's page;
+//! - `reload`: SIGHUP swaps in a new Connect token from its file, on open connections too;
 //! - `disk`: the data dir on a tmpfs that fills up: the proxy answers 503 and releases nothing,
 //!   stays poisoned until restarted, and after a restart serves again on a log that verifies.
 //!
@@ -12,4 +15,6 @@
 
 mod disk;
 mod kill;
+mod reload;
+mod secrets;
 mod support;

@@ -208,12 +208,7 @@ impl Proc {
     /// SIGTERM (a graceful stop: drain, final checkpoint), then waits for the exit, bounded by
     /// a safety net after which it is killed and the test fails.
     pub(crate) fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("running kill");
-        assert!(sent.success(), "kill -TERM {pid} failed");
+        self.signal("TERM");
         let deadline = Instant::now() + START_LIMIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for the child") {
@@ -229,6 +224,16 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, …).
+    pub(crate) fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -{name} {pid} failed");
     }
 
     /// What the child wrote on stderr so far (its last 8 KiB).

@@ -1,0 +1,98 @@
+//! Replacing the Connect token without dropping connections: the proxy reads it from a 0600
+//! `token_file`, and SIGHUP swaps in the file's new content for every request from then on,
+//! on connections already open too; a file that went bad leaves the current token in place.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::support::{self, Proc, SIM_TOKEN};
+
+const JOB: &str = "reload-job";
+
+fn write_token(path: &Path, token: &str) {
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    file.write_all(token.as_bytes()).unwrap();
+}
+
+/// Waits (bounded by a safety net) until the proxy's stderr has `count` lines with `line`.
+fn logged(proxy: &Proc, line: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.stderr_text().matches(line).count() < count {
+        assert!(
+            Instant::now() < deadline,
+            "never logged {line:?}:\n{}",
+            proxy.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_reloads_the_connect_token_file_without_dropping_connections() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("claw");
+    let (_sim, sim) = support::start_sim(work.path());
+    let token = support::prepare(&data, sim, JOB);
+    let token_file = work.path().join("connect.token");
+    write_token(&token_file, "stale-connect-token");
+    let config = data.join("clawproxy.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "token_env = \"OP_CONNECT_TOKEN\"",
+        &format!("token_file = \"{}\"", token_file.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (proxy, rest) = Proc::start(
+        "clawproxy",
+        &["run", "--data-dir", data.to_str().unwrap()],
+        &[("CLAW_LOG", "info")],
+        &work.path().join("clawproxy.stderr"),
+        "clawproxy listening on ",
+    );
+    let listen: std::net::SocketAddr = rest.split_once(" (admin ").unwrap().0.parse().unwrap();
+
+    // The stale token: connect-sim refuses the proxy's vault lookup, so the vault the contract
+    // names cannot be confirmed and the read is refused (fail closed).
+    let mut open = support::connect(listen).unwrap();
+    open.write_all(&support::read_db_item(JOB, &token, false))
+        .unwrap();
+    let refused = support::read_response(&mut open).expect("an answer");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(
+        refused.text().contains("allowed_vaults"),
+        "{}",
+        refused.text()
+    );
+
+    write_token(&token_file, SIM_TOKEN);
+    proxy.signal("HUP");
+    logged(&proxy, "Connect token reloaded from token_file", 1);
+    // The same keep-alive connection now reads with the new token, and so does a new one.
+    open.write_all(&support::read_db_item(JOB, &token, false))
+        .unwrap();
+    let read = support::read_response(&mut open).expect("the open connection survived");
+    assert_eq!(read.status, 200, "{}", read.text());
+    let fresh = support::send(listen, &support::read_db_item(JOB, &token, true)).unwrap();
+    assert_eq!(fresh.status, 200, "{}", fresh.text());
+
+    // A file that went bad (empty) is refused; the current token stays in use.
+    write_token(&token_file, "");
+    proxy.signal("HUP");
+    logged(&proxy, "token reload failed; keeping the current token", 1);
+    open.write_all(&support::read_db_item(JOB, &token, false))
+        .unwrap();
+    let read = support::read_response(&mut open).expect("still open");
+    assert_eq!(read.status, 200, "{}", read.text());
+    let log = proxy.stderr_text();
+    assert!(
+        !log.contains(SIM_TOKEN) && !log.contains("stale-connect-token"),
+        "{log}"
+    );
+}
