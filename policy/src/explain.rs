@@ -361,9 +361,13 @@ mod tests {
     const IID: &str = "x4tpzrqojj2ahmv3w7nb6vu2pe";
 
     fn ask(method: &str, url: &str) -> Explanation {
-        let doc = Contract::from_slice(SEED).unwrap().document().clone();
+        ask_under(Contract::from_slice(SEED).unwrap().document(), method, url)
+    }
+
+    /// `ask` under another contract.
+    fn ask_under(doc: &WpcDocument, method: &str, url: &str) -> Explanation {
         explain(
-            &doc,
+            doc,
             &Question {
                 method,
                 url,
@@ -390,20 +394,7 @@ mod tests {
             }),
             writes: None,
         });
-        let question = |url: String| {
-            let upstreams = [DEFAULT_UPSTREAM.to_owned()];
-            explain(
-                &doc,
-                &Question {
-                    method: "GET",
-                    url: &url,
-                    body: None,
-                    vault_name: Some("vault_agent_secrets_prod"),
-                    upstreams: &upstreams,
-                },
-            )
-            .unwrap()
-        };
+        let question = |url: String| ask_under(&doc, "GET", &url);
         let listed = question(format!(
             "https://connect.1password.com/v1/vaults/{VID}/items/{IID}"
         ));
@@ -448,20 +439,7 @@ mod tests {
     fn audit_only_contracts_say_what_passes() {
         let mut doc = Contract::from_slice(SEED).unwrap().document().clone();
         doc.enforcement = Some(crate::contract::Enforcement::Audit);
-        let upstreams = [DEFAULT_UPSTREAM.to_owned()];
-        let ask_audit = |method: &str, url: &str| {
-            explain(
-                &doc,
-                &Question {
-                    method,
-                    url,
-                    body: None,
-                    vault_name: Some("vault_agent_secrets_prod"),
-                    upstreams: &upstreams,
-                },
-            )
-            .unwrap()
-        };
+        let ask_audit = |method: &str, url: &str| ask_under(&doc, method, url);
         let item = format!("https://connect.1password.com/v1/vaults/{VID}/items/{IID}");
         let delete = ask_audit("DELETE", &item);
         assert_eq!(

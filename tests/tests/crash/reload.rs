@@ -49,7 +49,7 @@ fn sighup_reloads_the_connect_token_file_without_dropping_connections() {
         &format!("token_file = \"{}\"", token_file.display()),
     );
     std::fs::write(&config, text).unwrap();
-    let (proxy, rest) = Proc::start(
+    let (mut proxy, rest) = Proc::start(
         "clawproxy",
         &["run", "--data-dir", data.to_str().unwrap()],
         &[("CLAW_LOG", "info")],
@@ -74,6 +74,7 @@ fn sighup_reloads_the_connect_token_file_without_dropping_connections() {
     write_token(&token_file, SIM_TOKEN);
     proxy.signal("HUP");
     logged(&proxy, "Connect token reloaded from token_file", 1);
+    assert!(proxy.alive(), "SIGHUP ended the proxy");
     // The same keep-alive connection now reads with the new token, and so does a new one.
     open.write_all(&support::read_db_item(JOB, &token, false))
         .unwrap();

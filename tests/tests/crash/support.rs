@@ -226,9 +226,21 @@ impl Proc {
         }
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("waiting for the child")
+            .is_none()
+    }
+
     /// Sends the signal `name` (`TERM`, `HUP`, …).
     pub(crate) fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
+        let pid = self.pid().to_string();
         let sent = Command::new("kill")
             .args([&format!("-{name}"), &pid])
             .status()

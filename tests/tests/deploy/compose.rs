@@ -518,7 +518,7 @@ fn the_init_script_and_the_proxy_command_run_as_in_the_compose_file() {
         check(admin.port()).success(),
         "HEALTHCHECK against the proxy"
     );
-    let status = proxy.stop();
+    let status = proxy.terminate();
     assert!(status.success(), "{status}\n{}", proxy.stderr_text());
     assert!(
         !check(admin.port()).success(),

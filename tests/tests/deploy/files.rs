@@ -3,19 +3,13 @@
 //! instructions), the map from paths in the containers to paths on this machine, and the
 //! compose services' own command lines run here as processes.
 
-use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use super::support;
-
-/// Safety net for a child that should have printed its ready line (never an assertion on speed).
-const START_LIMIT: Duration = Duration::from_secs(120);
+use super::support::{self, Proc};
 
 /// The repository root.
 pub(crate) fn root() -> PathBuf {
@@ -351,136 +345,27 @@ pub(crate) fn assert_known_flags(argv: &[String]) {
     }
 }
 
-/// A long-running binary of the workspace: killed when dropped.
-pub(crate) struct Daemon {
-    child: Child,
-    name: String,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    /// Starts `argv` (`argv[0]` a binary of the workspace, by name or by path) with `envs`
-    /// added to this process's environment and its stderr appended to `stderr`; waits (bounded
-    /// by a safety net) for the stdout line starting with `ready` and returns the rest of it.
-    pub(crate) fn start(
-        argv: &[String],
-        envs: &[(String, String)],
-        stderr: &Path,
-        ready: &str,
-    ) -> (Self, String) {
-        let name = Path::new(&argv[0])
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("a program name")
-            .to_owned();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(stderr)
-            .expect("a stderr file");
-        let mut child = Command::new(support::bins().join(&name))
-            .args(&argv[1..])
-            .envs(envs.iter().map(|(k, v)| (k, v)))
-            .env_remove("CLAW_HOME")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let daemon = Self {
-            child,
-            name,
-            stderr: stderr.to_owned(),
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let ready = ready.to_owned();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let mut found = None;
-            for line in lines.by_ref() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix(&ready) {
-                    found = Some(rest.to_owned());
-                    break;
-                }
-            }
-            let _ = tx.send(found);
-            for _ in lines {}
-        });
-        match rx.recv_timeout(START_LIMIT) {
-            Ok(Some(rest)) => (daemon, rest),
-            Ok(None) => panic!(
-                "{} exited before it was ready:\n{}",
-                daemon.name,
-                daemon.stderr_text()
-            ),
-            Err(_) => panic!(
-                "{} was not ready within {START_LIMIT:?}:\n{}",
-                daemon.name,
-                daemon.stderr_text()
-            ),
-        }
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether it is still running.
-    pub(crate) fn alive(&mut self) -> bool {
-        self.child
-            .try_wait()
-            .expect("waiting for the child")
-            .is_none()
-    }
-
-    /// SIGTERM, then waits for the exit (bounded by a safety net after which it is killed and
-    /// the test fails).
-    pub(crate) fn stop(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the child") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "{} did not exit within {START_LIMIT:?} of SIGTERM:\n{}",
-                    self.name,
-                    self.stderr_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// What it wrote on stderr so far (its last 8 KiB).
-    pub(crate) fn stderr_text(&self) -> String {
-        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let start = text.len().saturating_sub(8192);
-        let start = (start..text.len())
-            .find(|i| text.is_char_boundary(*i))
-            .unwrap_or(text.len());
-        text[start..].to_owned()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `argv` (`argv[0]` a binary of the workspace, by name or by path) as a [`Proc`] with
+/// `envs` added, its stderr appended to `stderr`; waits for the stdout line starting with
+/// `ready` and returns the rest of it.
+pub(crate) fn start(
+    argv: &[String],
+    envs: &[(String, String)],
+    stderr: &Path,
+    ready: &str,
+) -> (Proc, String) {
+    let name = Path::new(&argv[0])
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a program name");
+    let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Proc::start(name, &args, &envs, stderr, ready)
 }
 
 /// The compose file's `connect` service (connect-sim) as a process here: its command line and
 /// environment, listening on a free loopback port instead of the container's 0.0.0.0:8080.
-pub(crate) fn start_connect(compose: &Compose, work: &Path) -> (Daemon, SocketAddr) {
+pub(crate) fn start_connect(compose: &Compose, work: &Path) -> (Proc, SocketAddr) {
     let mut argv = compose.command("connect");
     let at = argv
         .iter()
@@ -489,7 +374,7 @@ pub(crate) fn start_connect(compose: &Compose, work: &Path) -> (Daemon, SocketAd
     argv[at + 1] = "127.0.0.1:0".into();
     let mut envs = compose.environment("connect");
     envs.push(("CLAW_LOG".into(), "warn".into()));
-    let (daemon, rest) = Daemon::start(
+    let (daemon, rest) = start(
         &argv,
         &envs,
         &work.join("connect-sim.stderr"),
@@ -580,7 +465,7 @@ pub(crate) fn start_proxy(
     compose: &Compose,
     paths: &Paths,
     work: &Path,
-) -> (Daemon, SocketAddr, SocketAddr) {
+) -> (Proc, SocketAddr, SocketAddr) {
     let argv: Vec<String> = compose
         .command("clawproxy")
         .iter()
@@ -588,7 +473,7 @@ pub(crate) fn start_proxy(
         .collect();
     let mut envs = compose.environment("clawproxy");
     envs.push(("CLAW_LOG".into(), "warn".into()));
-    let (daemon, rest) = Daemon::start(
+    let (daemon, rest) = start(
         &argv,
         &envs,
         &work.join("clawproxy.stderr"),

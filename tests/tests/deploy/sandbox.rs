@@ -326,7 +326,7 @@ fn the_agent_in_a_network_namespace_reaches_connect_only_through_the_proxy() {
     );
     assert_eq!(said.matches("curl agent: ok").count(), 4, "{said}");
 
-    let status = proxy.stop();
+    let status = proxy.terminate();
     assert!(status.success(), "{status}\n{}", proxy.stderr_text());
 
     // Every call is receipted, from the namespace's address, as the contract decided.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::files::{self, Daemon};
+use super::files;
 use super::support;
 
 const UNIT: &str = "deploy/clawproxy.service";
@@ -216,7 +216,7 @@ fn the_units_commands_run_the_proxy_and_reload_keeps_it_serving() {
         ]
         .map(String::from)
         .to_vec();
-        let (daemon, rest) = Daemon::start(
+        let (daemon, rest) = files::start(
             &argv,
             &[("CLAW_LOG".into(), "warn".into())],
             &work.path().join("connect-sim.stderr"),
@@ -256,7 +256,7 @@ fn the_units_commands_run_the_proxy_and_reload_keeps_it_serving() {
     envs.push(("OP_CONNECT_TOKEN".into(), support::SIM_TOKEN.into()));
     envs.push(("CLAW_LOG".into(), "warn".into()));
     let start = map(unit.argv("ExecStart"));
-    let (mut proxy, rest) = Daemon::start(
+    let (mut proxy, rest) = files::start(
         &start,
         &envs,
         &work.path().join("clawproxy.stderr"),
@@ -287,7 +287,7 @@ fn the_units_commands_run_the_proxy_and_reload_keeps_it_serving() {
         .get("TimeoutStopSec")
         .map_or(90, |s| s.parse::<u64>().expect("TimeoutStopSec in seconds"));
     let stopping = Instant::now();
-    let status = proxy.stop();
+    let status = proxy.terminate();
     assert!(status.success(), "{status}\n{}", proxy.stderr_text());
     assert!(stopping.elapsed() < Duration::from_secs(limit));
     assert!(Path::new(&state).join("receipts").is_dir());
