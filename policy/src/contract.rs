@@ -143,6 +143,9 @@ pub struct WpcDocument {
     /// Whether the contract's rules refuse or only record. Absent means [`Enforcement::Enforce`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforcement: Option<Enforcement>,
+    /// Requests a person must approve before they are forwarded. Defaults to none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalRule>,
 }
 
 impl WpcDocument {
@@ -166,7 +169,7 @@ pub enum Enforcement {
 /// The rules that come from a contract's own fields; an audit-only contract records their
 /// denials and lets the request pass. Every other refusal (authentication, framing, address
 /// classes, ambiguous paths, uninspectable bodies) protects the proxy itself and always applies.
-pub const CONTRACT_RULES: [&str; 7] = [
+pub const CONTRACT_RULES: [&str; 8] = [
     "network_egress",
     "deny_operations",
     "allowed_operations",
@@ -174,7 +177,38 @@ pub const CONTRACT_RULES: [&str; 7] = [
     "allowed_items",
     "allowed_categories",
     "rate_limit",
+    "approvals",
 ];
+
+/// Requests that wait for a person: an allowed request matching `operations` (and, when given,
+/// `vaults` and `items`) is held until one of `approvers` approves or denies it, or
+/// `timeout_seconds` pass.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRule {
+    /// The operations held.
+    pub operations: Vec<Operation>,
+    /// Only in these vaults (ids or names, as in `allowed_vaults`); absent means every vault.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vaults: Vec<String>,
+    /// Only these items (ids or titles); absent means every item.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
+    /// Who may decide (the names given to `clawcontrols approve --as`).
+    pub approvers: Vec<String>,
+    /// How long the request waits for a decision.
+    pub timeout_seconds: u64,
+    /// What happens when nobody decides in time.
+    pub on_timeout: OnTimeout,
+}
+
+/// What a held request becomes when its approval times out.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// Refused (403, rule `approvals`). The only choice: silence never grants.
+    Deny,
+}
 
 /// Per-job request budgets, reads and writes counted apart.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
@@ -427,6 +461,30 @@ fn semantic_violations(doc: &WpcDocument) -> Vec<Violation> {
             });
         }
     }
+    for (i, rule) in doc.approvals.iter().enumerate() {
+        for (j, op) in rule.operations.iter().enumerate() {
+            if !scope.allowed_operations.contains(op) || scope.deny_operations.contains(op) {
+                out.push(Violation {
+                    pointer: format!("/approvals/{i}/operations/{j}"),
+                    message: format!(
+                        "{op} is not allowed by tool_scope, so it is refused before any approval; \
+                         allow it there or drop it here"
+                    ),
+                });
+            }
+        }
+        for (j, vault) in rule.vaults.iter().enumerate() {
+            if !scope.allowed_vaults.contains(vault) {
+                out.push(Violation {
+                    pointer: format!("/approvals/{i}/vaults/{j}"),
+                    message: format!(
+                        "vault {vault:?} is not in allowed_vaults; list it there under the same \
+                         spelling"
+                    ),
+                });
+            }
+        }
+    }
     for (i, host) in doc.sandbox.network_egress.iter().enumerate() {
         if let Some((_, port)) = host.rsplit_once(':')
             && !matches!(port.parse::<u32>(), Ok(1..=65535))
@@ -592,6 +650,90 @@ mod tests {
                 "{mode}: {v:?}"
             );
         }
+    }
+
+    #[test]
+    fn approvals_are_optional_and_checked() {
+        let with = |rules: &str| {
+            seed_with(
+                r#""sandbox""#,
+                &format!(r#""approvals": {rules}, "sandbox""#),
+            )
+        };
+        let ok = Contract::from_slice(
+            with(
+                r#"[{"operations": ["read_item"], "vaults": ["vault_agent_secrets_prod"],
+                     "items": ["prod-db"], "approvers": ["alice", "bob@example.com"],
+                     "timeout_seconds": 60, "on_timeout": "deny"}]"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let rule = &ok.document().approvals[0];
+        assert_eq!(rule.approvers, ["alice", "bob@example.com"]);
+        assert_eq!(rule.on_timeout, OnTimeout::Deny);
+        assert_ne!(ok.hash(), Contract::from_slice(SEED).unwrap().hash());
+        let rule = |fields: &str| {
+            format!(
+                r#"[{{"operations": ["read_item"], "approvers": ["alice"], "timeout_seconds": 60,
+                     "on_timeout": "deny"{fields}}}]"#
+            )
+        };
+        for (rules, pointer) in [
+            ("[]".to_owned(), "/approvals"),
+            (rule(r#", "on_timeout": "allow""#), ""),
+            (
+                rule(r#", "vaults": ["elsewhere"]"#),
+                "/approvals/0/vaults/0",
+            ),
+            (rule(r#", "items": []"#), "/approvals/0/items"),
+            (
+                r#"[{"operations": ["delete_item"], "approvers": ["alice"],
+                     "timeout_seconds": 60, "on_timeout": "deny"}]"#
+                    .to_owned(),
+                "/approvals/0/operations/0",
+            ),
+            (
+                r#"[{"operations": ["read_item"], "approvers": [],
+                     "timeout_seconds": 60, "on_timeout": "deny"}]"#
+                    .to_owned(),
+                "/approvals/0/approvers",
+            ),
+            (
+                r#"[{"operations": ["read_item"], "approvers": ["al ice"],
+                     "timeout_seconds": 60, "on_timeout": "deny"}]"#
+                    .to_owned(),
+                "/approvals/0/approvers/0",
+            ),
+            (
+                r#"[{"operations": ["read_item"], "approvers": ["alice"],
+                     "timeout_seconds": 0, "on_timeout": "deny"}]"#
+                    .to_owned(),
+                "/approvals/0/timeout_seconds",
+            ),
+            (
+                r#"[{"operations": ["read_item"], "approvers": ["alice"],
+                     "timeout_seconds": 60}]"#
+                    .to_owned(),
+                "/approvals/0",
+            ),
+        ] {
+            // A duplicate on_timeout key is a JSON error, not a violation.
+            if pointer.is_empty() {
+                assert!(Contract::from_slice(with(&rules).as_bytes()).is_err());
+                continue;
+            }
+            let v = invalid(&with(&rules));
+            assert!(v.iter().any(|v| v.pointer == pointer), "{rules}: {v:?}");
+        }
+        let v = invalid(&with(
+            r#"[{"operations": ["read_item"], "approvers": ["alice"],
+                 "timeout_seconds": 60, "on_timeout": "allow"}]"#,
+        ));
+        assert!(
+            v.iter().any(|v| v.pointer == "/approvals/0/on_timeout"),
+            "{v:?}"
+        );
     }
 
     #[test]

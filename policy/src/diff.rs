@@ -20,8 +20,8 @@ pub enum Direction {
 pub struct Change {
     /// More or less.
     pub direction: Direction,
-    /// `operation`, `vault`, `item`, `category`, `host`, `rate_limit`, `enforcement` or
-    /// `max_ttl_seconds`.
+    /// `operation`, `vault`, `item`, `category`, `host`, `rate_limit`, `approval`,
+    /// `enforcement` or `max_ttl_seconds`.
     pub what: &'static str,
     /// The value that appeared or disappeared (or `old → new`).
     pub value: String,
@@ -53,6 +53,11 @@ impl fmt::Display for Change {
                     Direction::Narrows => "shorter tokens",
                 }
             )
+        } else if self.what == "approval" {
+            match self.direction {
+                Direction::Widens => write!(f, "no longer needs approval: {}", self.value),
+                Direction::Narrows => write!(f, "needs approval: {}", self.value),
+            }
         } else {
             write!(f, "{verb} {} {}", self.what, self.value)
         }
@@ -80,6 +85,7 @@ pub fn diff(old: &WpcDocument, new: &WpcDocument) -> Vec<Change> {
     );
     items(&mut out, old, new);
     rates(&mut out, old, new);
+    approvals(&mut out, old, new);
     if old.audit_only() != new.audit_only() {
         // Audit-only refuses nothing by the contract's rules: switching to it widens everything.
         let mode = |d: &WpcDocument| if d.audit_only() { "audit" } else { "enforce" };
@@ -124,6 +130,40 @@ pub fn diff(old: &WpcDocument, new: &WpcDocument) -> Vec<Change> {
     }
     out.sort_by_key(|c| c.direction == Direction::Narrows);
     out
+}
+
+/// Approval rules: one removed widens (those requests pass without a person), one added
+/// narrows. A changed rule shows as one removed and one added.
+fn approvals(out: &mut Vec<Change>, old: &WpcDocument, new: &WpcDocument) {
+    let rules = |d: &WpcDocument| -> BTreeSet<String> {
+        d.approvals
+            .iter()
+            .map(|r| {
+                let scope = [("vaults", &r.vaults), ("items", &r.items)]
+                    .into_iter()
+                    .filter(|(_, list)| !list.is_empty())
+                    .map(|(what, list)| format!(" in {what} {}", list.join(", ")))
+                    .collect::<String>();
+                let ops: Vec<&str> = r.operations.iter().map(|o| o.as_str()).collect();
+                format!(
+                    "{}{scope} held for {} (timeout {} s)",
+                    ops.join(", "),
+                    r.approvers.join(", "),
+                    r.timeout_seconds
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (rules(old), rules(new));
+    for (direction, gone, kept) in [(Direction::Widens, &a, &b), (Direction::Narrows, &b, &a)] {
+        for rule in gone.difference(kept) {
+            out.push(Change {
+                direction,
+                what: "approval",
+                value: rule.clone(),
+            });
+        }
+    }
 }
 
 /// Rate limits: a higher or removed budget widens, a lower or new one narrows.
@@ -270,6 +310,37 @@ mod tests {
         let mut explicit = seed.clone();
         explicit.enforcement = Some(crate::contract::Enforcement::Enforce);
         assert!(diff(&seed, &explicit).is_empty());
+    }
+
+    #[test]
+    fn approvals_narrow_when_added_and_widen_when_removed() {
+        let seed = load("1password-readonly-agent.json");
+        let mut held = seed.clone();
+        held.approvals = vec![crate::contract::ApprovalRule {
+            operations: vec![crate::contract::Operation::ReadItem],
+            vaults: vec!["vault_agent_secrets_prod".into()],
+            items: vec![],
+            approvers: vec!["alice".into()],
+            timeout_seconds: 60,
+            on_timeout: crate::contract::OnTimeout::Deny,
+        }];
+        let added = diff(&seed, &held);
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].direction, Direction::Narrows);
+        assert_eq!(
+            added[0].value,
+            "read_item in vaults vault_agent_secrets_prod held for alice (timeout 60 s)"
+        );
+        assert_eq!(
+            added[0].to_string(),
+            "needs approval: read_item in vaults vault_agent_secrets_prod held for alice (timeout 60 s)"
+        );
+        assert_eq!(diff(&held, &seed)[0].direction, Direction::Widens);
+        let mut longer = held.clone();
+        longer.approvals[0].timeout_seconds = 120;
+        let changed = diff(&held, &longer);
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert!(diff(&held, &held.clone()).is_empty());
     }
 
     #[test]

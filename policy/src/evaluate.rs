@@ -13,8 +13,12 @@
 //!
 //! Otherwise the decision is `Allow { rule: "allowed_operations" }`. Operations without a vault
 //! (`list_vaults`, `health`, `activity`) need only the operation.
+//!
+//! An allowed request may still need a person: [`approval_rule`] names the contract's first
+//! `approvals` rule that holds it. Without that person's approval the request is refused by
+//! rule `approvals` (denied, or nobody decided in time).
 
-use crate::contract::{Category, Operation, ToolScope, WpcDocument};
+use crate::contract::{ApprovalRule, Category, Operation, ToolScope, WpcDocument};
 
 /// A vault as the request names it: its id, and its name when the proxy resolved it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +145,38 @@ pub fn evaluate(contract: &WpcDocument, scope: &ToolScope, request: &Request) ->
     Decision::Allow {
         rule: ALLOW_RULE.to_owned(),
     }
+}
+
+/// The rule name of a request refused for want of an approval.
+pub const APPROVAL_RULE: &str = "approvals";
+
+/// The first of the contract's `approvals` rules that holds `request`, with its index: one
+/// listing the operation, and, where it lists vaults or items, the request's vault (by id or
+/// resolved name) and item (by id or title). A rule listing vaults holds nothing that names no
+/// vault; one listing items, nothing that names no item.
+pub fn approval_rule<'c>(
+    contract: &'c WpcDocument,
+    request: &Request,
+) -> Option<(usize, &'c ApprovalRule)> {
+    let names = |list: &[String], a: Option<&str>, b: Option<&str>| {
+        list.is_empty()
+            || list
+                .iter()
+                .any(|e| Some(e.as_str()) == a || Some(e.as_str()) == b)
+    };
+    contract.approvals.iter().enumerate().find(|(_, rule)| {
+        rule.operations.contains(&request.op)
+            && names(
+                &rule.vaults,
+                request.vault.as_ref().map(|v| v.id.as_str()),
+                request.vault.as_ref().and_then(|v| v.name.as_deref()),
+            )
+            && names(
+                &rule.items,
+                request.item.as_deref(),
+                request.item_title.as_deref(),
+            )
+    })
 }
 
 /// Whether items of `category` may be read or written.

@@ -52,6 +52,20 @@ pub struct Explanation {
     /// vault an id stands for), when no `vault_name` was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assumes: Option<String>,
+    /// Who must approve an allowed request first (a contract `approvals` rule holds it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Held>,
+}
+
+/// What an `approvals` rule asks of an allowed request.
+#[derive(Clone, Debug, Serialize)]
+pub struct Held {
+    /// The rule's index in `approvals`.
+    pub rule: usize,
+    /// Who may approve.
+    pub approvers: Vec<String>,
+    /// How long the request waits before it is refused.
+    pub timeout_seconds: u64,
 }
 
 /// Explains what the proxy would do with `question` under `contract`.
@@ -87,6 +101,7 @@ fn decide(contract: &WpcDocument, question: &Question<'_>) -> Result<Explanation
         item: None,
         why: Vec::new(),
         assumes: None,
+        approval: None,
     };
     if let Some(Ok(ip)) = egress::parse_ip_literal(&host) {
         let class = egress::classify_ip(ip);
@@ -184,23 +199,34 @@ fn decide(contract: &WpcDocument, question: &Question<'_>) -> Result<Explanation
             name,
         }
     });
-    let decision = evaluate::evaluate(
-        contract,
-        &contract.tool_scope,
-        &evaluate::Request {
-            op,
-            vault: vault.clone(),
-            item: classified.item.clone(),
-            item_title: None,
-            category,
-        },
-    );
+    let request = evaluate::Request {
+        op,
+        vault: vault.clone(),
+        item: classified.item.clone(),
+        item_title: None,
+        category,
+    };
+    let decision = evaluate::evaluate(contract, &contract.tool_scope, &request);
     out.rule = decision.rule().to_owned();
     match decision {
         Decision::Allow { .. } => {
             out.decision = "allow";
             out.why
                 .push(format!("operation {op} is allowed in this vault"));
+            if let Some((index, rule)) = evaluate::approval_rule(contract, &request) {
+                out.why.push(format!(
+                    "but first held for approval (approvals rule {index}): one of {} must run \
+                     `clawcontrols approve REQUEST_ID --as NAME` within {} s, else it is refused \
+                     (rule approvals)",
+                    rule.approvers.join(", "),
+                    rule.timeout_seconds
+                ));
+                out.approval = Some(Held {
+                    rule: index,
+                    approvers: rule.approvers.clone(),
+                    timeout_seconds: rule.timeout_seconds,
+                });
+            }
             if let Some(limits) = &contract.rate_limits {
                 let (class, rate) = if op.is_mutating() {
                     ("writes", limits.writes)
@@ -377,6 +403,35 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn approvals_are_explained() {
+        let mut doc = Contract::from_slice(SEED).unwrap().document().clone();
+        let url = format!("https://connect.1password.com/v1/vaults/{VID}/items/{IID}");
+        assert!(ask_under(&doc, "GET", &url).approval.is_none());
+        doc.approvals = vec![crate::contract::ApprovalRule {
+            operations: vec![Operation::ReadItem],
+            vaults: vec![],
+            items: vec![IID.into()],
+            approvers: vec!["alice".into(), "bob".into()],
+            timeout_seconds: 90,
+            on_timeout: crate::contract::OnTimeout::Deny,
+        }];
+        let held = ask_under(&doc, "GET", &url);
+        assert_eq!(held.decision, "allow");
+        let approval = held.approval.as_ref().unwrap();
+        assert_eq!((approval.rule, approval.timeout_seconds), (0, 90));
+        assert!(
+            held.why
+                .iter()
+                .any(|w| w.contains("held for approval") && w.contains("alice, bob must run")),
+            "{:?}",
+            held.why
+        );
+        // Another item is not held.
+        let other = url.replace(IID, "aaaaaaaaaaaaaaaaaaaaaaaaaa");
+        assert!(ask_under(&doc, "GET", &other).approval.is_none());
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! - Registry envelope files are named by the hex of their hash only, so no query string can
 //!   name a path outside the registry.
 
+pub mod approval;
 pub mod canonical;
 pub mod classify;
 pub mod contract;

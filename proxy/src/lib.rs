@@ -17,6 +17,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod drain;
+pub mod hold;
 pub mod hygiene;
 pub mod init;
 pub mod intercept;

@@ -247,19 +247,27 @@ async fn intercept(
     (acceptor, upgraded): (TlsAcceptor, hyper::upgrade::Upgraded),
     mut watcher: Watcher,
 ) {
-    let tls = match tokio::time::timeout(
-        proxy.config.limits.header_timeout(),
-        acceptor.accept(TokioIo::new(upgraded)),
-    )
-    .await
-    {
+    let started = Instant::now();
+    let deadline = proxy.config.limits.header_timeout();
+    let tls = match tokio::time::timeout(deadline, acceptor.accept(TokioIo::new(upgraded))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
-            // Also where a ClientHello naming another host (SNI ≠ CONNECT authority) ends.
+            // Also where a ClientHello naming another host (SNI ≠ CONNECT authority) or none
+            // ends. rustls errors name what was wrong, never the bytes that were sent.
             debug!(%error, host = %target.host, "TLS handshake refused");
+            let reason = format!("TLS handshake refused: {error}");
+            proxy
+                .record_refused_handshake(&identity, peer, &target, &reason, started)
+                .await;
             return;
         }
-        Err(_) => return,
+        Err(_) => {
+            let reason = format!("no TLS handshake within {} ms", deadline.as_millis());
+            proxy
+                .record_refused_handshake(&identity, peer, &target, &reason, started)
+                .await;
+            return;
+        }
     };
     let service = {
         let proxy = proxy.clone();

@@ -69,6 +69,19 @@ pub struct Metrics {
     pub token_cache_hits: AtomicU64,
     /// Token verifications that had to check a signature.
     pub token_cache_misses: AtomicU64,
+    /// Held requests by how they ended (`approved`, `denied`, `timeout`).
+    approvals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests waiting for a person now.
+    approvals_pending: AtomicI64,
+}
+
+/// Counts one held request while it lives (see [`Metrics::approval_pending`]).
+pub struct Pending<'a>(&'a AtomicI64);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for Metrics {
@@ -79,6 +92,8 @@ impl Default for Metrics {
             open_tunnels: AtomicI64::new(0),
             token_cache_hits: AtomicU64::new(0),
             token_cache_misses: AtomicU64::new(0),
+            approvals: Mutex::new(BTreeMap::new()),
+            approvals_pending: AtomicI64::new(0),
         }
     }
 }
@@ -103,6 +118,18 @@ impl Metrics {
                 latency.insert(op.to_owned(), histogram);
             }
         }
+    }
+
+    /// One more request waits for approval, until the guard drops.
+    pub fn approval_pending(&self) -> Pending<'_> {
+        self.approvals_pending.fetch_add(1, Ordering::Relaxed);
+        Pending(&self.approvals_pending)
+    }
+
+    /// Counts one decided approval by its outcome.
+    pub fn approval(&self, outcome: &'static str) {
+        let mut approvals = self.approvals.lock().unwrap_or_else(|e| e.into_inner());
+        *approvals.entry(outcome).or_default() += 1;
     }
 
     /// Prometheus text exposition; `extra` is appended (e.g. the log writer's metrics).
@@ -145,6 +172,22 @@ impl Metrics {
             self.token_cache_hits.load(Ordering::Relaxed),
             self.token_cache_misses.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP clawproxy_approvals_pending Requests waiting for an approver.\n# TYPE clawproxy_approvals_pending gauge\nclawproxy_approvals_pending {}\n# HELP clawproxy_approvals_total Held requests by outcome.\n# TYPE clawproxy_approvals_total counter",
+            self.approvals_pending.load(Ordering::Relaxed)
+        );
+        for (outcome, n) in self
+            .approvals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "clawproxy_approvals_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
         out.push_str(extra);
         out
     }
@@ -184,6 +227,21 @@ mod tests {
             text.matches("# TYPE clawproxy_request_duration_seconds histogram")
                 .count(),
             1
+        );
+    }
+
+    #[test]
+    fn pending_approvals_are_counted_while_held() {
+        let metrics = Metrics::default();
+        let held = metrics.approval_pending();
+        assert!(metrics.render("").contains("clawproxy_approvals_pending 1"));
+        drop(held);
+        metrics.approval("timeout");
+        let text = metrics.render("");
+        assert!(text.contains("clawproxy_approvals_pending 0"), "{text}");
+        assert!(
+            text.contains("clawproxy_approvals_total{outcome=\"timeout\"} 1"),
+            "{text}"
         );
     }
 }

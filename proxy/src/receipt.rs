@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use claw_policy::approval::Verdict;
 use claw_policy::datadir::DataDir;
 use claw_verifier::log::{self, JobClose, LogConfig, LogHandle, LogWriter};
 use claw_verifier::receipt::{self, AuditKey};
@@ -80,6 +81,8 @@ pub struct Decided {
     pub reason: String,
     /// Under an audit-only contract: `rule` would have denied, and the call passed anyway.
     pub would_deny: bool,
+    /// The decision about a request a contract `approvals` rule held.
+    pub approval: Option<Verdict>,
 }
 
 /// What came back from upstream.
@@ -193,6 +196,12 @@ impl Evidence {
             rule: draft.decision.rule,
             reason: draft.decision.reason,
             would_deny: draft.decision.would_deny,
+            approval: draft.decision.approval.map(|v| receipt::Approval {
+                at: ts_of(v.at_ms),
+                by: v.by,
+                id: v.id,
+                outcome: v.outcome,
+            }),
             enforcement: identity
                 .filter(|i| i.contract.document().audit_only())
                 .map(|_| receipt::Enforcement::Audit),
@@ -240,6 +249,11 @@ impl Evidence {
             Ok(_) | Err(log::LogError::JobClosed(_)) => Ok(()),
             Err(e) => Err(NotRecorded(e.to_string())),
         }
+    }
+
+    /// The keyed hash of a body, as receipts record it.
+    pub fn body_hash(&self, body: &[u8]) -> String {
+        self.audit.hash(body)
     }
 
     /// Whether the log stopped taking receipts after an I/O error.
@@ -298,4 +312,11 @@ impl Evidence {
         }
         out
     }
+}
+
+/// Unix milliseconds in the receipts' `ts` format.
+fn ts_of(ms: u64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    receipt::format_ts(at)
 }

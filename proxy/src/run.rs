@@ -60,6 +60,7 @@ pub async fn start(
         evidence,
         env,
         vec![listen, admin],
+        claw_policy::approval::Approvals::new(dir),
     )?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = tokio::spawn(crate::admin::serve(proxy.clone(), admin_listener));

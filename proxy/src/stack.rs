@@ -22,9 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use claw_policy::approval::{Approvals, HeldRequest};
 use claw_policy::classify::{self, Classified, Op as ClassifiedOp};
 use claw_policy::contract::CONTRACT_RULES;
-use claw_policy::contract::{Category, Operation};
+use claw_policy::contract::{ApprovalRule, Category, Operation};
 use claw_policy::egress;
 use claw_policy::evaluate::{self, Decision, VaultRef};
 use http::header::{self, HeaderValue};
@@ -41,6 +42,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{Auth, Identity};
 use crate::config::Config;
 use crate::drain::{Drain, Watcher};
+use crate::hold::{self, NotApproved};
 use crate::hygiene;
 use crate::intercept::Interceptor;
 use crate::metrics::Metrics;
@@ -75,6 +77,7 @@ pub struct Proxy {
     tunnels: Arc<Semaphore>,
     vault_names: std::sync::Mutex<HashMap<String, String>>,
     jobs: std::sync::Mutex<HashMap<String, claw_tokens::Claims>>,
+    approvals: Approvals,
 }
 
 /// The authority and target of one request.
@@ -235,6 +238,7 @@ impl Proxy {
         evidence: Evidence,
         env: &dyn Fn(&str) -> Option<String>,
         own: Vec<SocketAddr>,
+        approvals: Approvals,
     ) -> anyhow::Result<Self> {
         let mut upstreams = HashMap::new();
         for upstream in &config.upstream {
@@ -254,6 +258,7 @@ impl Proxy {
             tunnels,
             vault_names: std::sync::Mutex::new(HashMap::new()),
             jobs: std::sync::Mutex::new(HashMap::new()),
+            approvals,
         })
     }
 
@@ -532,17 +537,14 @@ impl Proxy {
             None => None,
         };
         op.item_title = item_title.clone();
-        let decision = evaluate::evaluate(
-            identity.contract.document(),
-            &identity.scope,
-            &evaluate::Request {
-                op: operation,
-                vault: vault_ref.clone(),
-                item: classified.item.clone(),
-                item_title,
-                category,
-            },
-        );
+        let facts = evaluate::Request {
+            op: operation,
+            vault: vault_ref.clone(),
+            item: classified.item.clone(),
+            item_title,
+            category,
+        };
+        let decision = evaluate::evaluate(identity.contract.document(), &identity.scope, &facts);
         let rule = decision.rule().to_owned();
         match shadowed(identity, decision) {
             Ok(passed) => shadow = shadow.or(passed),
@@ -562,6 +564,40 @@ impl Proxy {
                     .await;
             }
         }
+        // Allowed, but a person may have to agree first: the connection waits here.
+        let mut approval = None;
+        if let Some((index, rule)) = evaluate::approval_rule(identity.contract.document(), &facts) {
+            if identity.contract.document().audit_only() {
+                let reason = format!(
+                    "{operation} is held for approval by {}",
+                    rule.approvers.join(", ")
+                );
+                shadow = shadow.or(Some(Shadow::new(evaluate::APPROVAL_RULE, &reason)));
+            } else {
+                let held = self.held_request(identity, &req, &op, index, rule);
+                match hold::hold(&self.approvals, &self.metrics, &held, rule).await {
+                    Ok(verdict) => approval = Some(verdict),
+                    Err(not) => {
+                        let reason = not.reason(rule);
+                        let mut draft = self.draft(
+                            Kind::Call,
+                            peer,
+                            &req,
+                            &op,
+                            false,
+                            evaluate::APPROVAL_RULE,
+                            &reason,
+                            None,
+                            started,
+                        );
+                        if let NotApproved::Refused(verdict) = not {
+                            draft.decision.approval = Some(verdict);
+                        }
+                        return self.refuse(identity, draft, started).await;
+                    }
+                }
+            }
+        }
 
         // Mutations: a durable pre-forward receipt, or nothing is forwarded.
         let mut rid = None;
@@ -579,6 +615,7 @@ impl Proxy {
                 started,
             );
             draft.rid = Some(pair.clone());
+            draft.decision.approval.clone_from(&approval);
             Shadow::mark(&shadow, &mut draft);
             match self.evidence.record(Some(identity), draft).await {
                 Ok(_) => rid = Some(pair),
@@ -608,6 +645,7 @@ impl Proxy {
                     started,
                 );
                 draft.rid = rid;
+                draft.decision.approval.clone_from(&approval);
                 Shadow::mark(&shadow, &mut draft);
                 let recorded = self.evidence.record(Some(identity), draft).await;
                 self.metrics.answered("error", operation.as_str(), started);
@@ -656,6 +694,7 @@ impl Proxy {
                         released: false,
                     });
                     draft.rid = rid;
+                    draft.decision.approval.clone_from(&approval);
                     return match self.evidence.record(Some(identity), draft).await {
                         Ok(recorded) => {
                             self.metrics.answered("deny", operation.as_str(), started);
@@ -698,6 +737,7 @@ impl Proxy {
             released: true,
         });
         draft.rid = rid;
+        draft.decision.approval = approval;
         Shadow::mark(&shadow, &mut draft);
         let recorded = match self.evidence.record(Some(identity), draft).await {
             Ok(recorded) => recorded,
@@ -1300,6 +1340,43 @@ impl Proxy {
         );
     }
 
+    /// Records the failed TLS handshake of an intercepted tunnel (a ClientHello naming another
+    /// host or none, bytes that are not TLS, no ClientHello in time) as a malformed request of
+    /// the job whose CONNECT opened it. There is no HTTP answer to give: the handshake ended in
+    /// an alert or a close. `reason` must not quote the client's bytes.
+    pub async fn record_refused_handshake(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        target: &Target,
+        reason: &str,
+        started: Instant,
+    ) {
+        let draft = self.draft(
+            Kind::Call,
+            peer,
+            &target.req(&Method::CONNECT),
+            &Op::unknown("none", "unknown"),
+            false,
+            "malformed_request",
+            reason,
+            None,
+            started,
+        );
+        if let Err(error) = self.evidence.record(Some(identity), draft).await {
+            warn!(%error, "refused handshake receipt failed");
+        }
+        self.metrics.request("deny", "malformed");
+        info!(
+            job = identity.job(),
+            op = "unknown",
+            decision = "deny",
+            rule = "malformed_request",
+            duration_ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
+
     /// Receipts a request refused with 407 under [`UNAUTHENTICATED`] (no job is known), so
     /// failed authentication leaves a trace too.
     pub async fn record_unauthenticated<B>(
@@ -1395,7 +1472,6 @@ impl Proxy {
         reason: &str,
         started: Instant,
     ) -> Response<Body> {
-        let name = op.name.clone();
         let draft = self.draft(
             Kind::Call,
             peer,
@@ -1407,16 +1483,56 @@ impl Proxy {
             None,
             started,
         );
+        self.refuse(identity, draft, started).await
+    }
+
+    /// Receipts a denial `draft` and answers 403 naming its rule.
+    async fn refuse(&self, identity: &Identity, draft: Draft, started: Instant) -> Response<Body> {
+        let name = draft.op.name.clone();
+        let (rule, reason) = (draft.decision.rule.clone(), draft.decision.reason.clone());
         match self.evidence.record(Some(identity), draft).await {
             Ok(recorded) => {
                 self.metrics.answered("deny", &name, started);
                 info!(job = identity.job(), op = %name, decision = "deny", %rule, status = 403u16, duration_ms = started.elapsed().as_millis() as u64, "request");
-                with_receipt(respond::denied(rule, reason), &recorded.id)
+                with_receipt(respond::denied(&rule, &reason), &recorded.id)
             }
             Err(error) => {
                 warn!(%error, "denial receipt failed");
                 respond::receipt_failed()
             }
+        }
+    }
+
+    /// What approvers are shown about a request `rule` (the contract's `approvals[index]`)
+    /// holds: the checked request, never its body.
+    fn held_request(
+        &self,
+        identity: &Identity,
+        req: &Req,
+        op: &Op,
+        index: usize,
+        rule: &ApprovalRule,
+    ) -> HeldRequest {
+        let now = hold::now_ms();
+        HeldRequest {
+            id: Approvals::new_id(),
+            job: identity.job().to_owned(),
+            wpc: identity.claims.wpc.clone(),
+            rule: index,
+            approvers: rule.approvers.clone(),
+            operation: op.name.clone(),
+            method: req.method.clone(),
+            host: req.host.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            body_hash: req.body.as_deref().map(|b| self.evidence.body_hash(b)),
+            vault: op.vault.clone(),
+            vault_name: op.vault_name.clone(),
+            item: op.item.clone(),
+            item_title: op.item_title.clone(),
+            category: op.category.clone(),
+            requested_ms: now,
+            expires_ms: now.saturating_add(rule.timeout_seconds.saturating_mul(1000)),
         }
     }
 
@@ -1443,6 +1559,7 @@ impl Proxy {
                 rule: rule.to_owned(),
                 reason: reason.to_owned(),
                 would_deny: false,
+                approval: None,
             },
             resp,
             duration_ms: started.elapsed().as_millis() as u64,

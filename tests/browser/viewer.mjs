@@ -61,6 +61,13 @@ try {
   const checkRows = await page.locator("#checks tbody tr").count();
   check(checkRows === report.checks.length, `${checkRows} rows in #checks, the report has ${report.checks.length} checks`);
 
+  // A call a contract approvals rule held says who decided, and how.
+  for (const c of report.calls.filter((c) => c.approval)) {
+    const row = await page.locator(`#calls tbody tr[data-seq="${c.seq}"]`).innerText();
+    const who = c.approval.outcome === "timeout" ? "approval timed out" : `${c.approval.outcome} by ${c.approval.by}`;
+    check(row.includes(who), `call #${c.seq} does not say "${who}": ${row}`);
+  }
+
   // An audit-only contract is announced in red above everything, and its passes are marked.
   const audit = (report.contract || {}).enforcement === "audit";
   const banner = page.locator("#audit-only");

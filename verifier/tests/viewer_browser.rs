@@ -69,6 +69,21 @@ fn audit_only(report: &serde_json::Value) -> serde_json::Value {
     report
 }
 
+/// `report` as if a contract approvals rule had held its first allowed call (approved by
+/// alice) and its first denial (nobody decided).
+fn with_approvals(report: &serde_json::Value) -> serde_json::Value {
+    let mut report = report.clone();
+    let calls = report["calls"].as_array_mut().unwrap();
+    let at = "2026-11-23T10:02:11.000Z";
+    let allowed = calls.iter_mut().find(|c| c["decision"] == "allow").unwrap();
+    allowed["approval"] =
+        serde_json::json!({"id": "apr_1", "outcome": "approved", "by": "alice", "at": at});
+    let denied = calls.iter_mut().find(|c| c["decision"] == "deny").unwrap();
+    denied["approval"] = serde_json::json!({"id": "apr_2", "outcome": "timeout", "at": at});
+    denied["rule"] = "approvals".into();
+    report
+}
+
 const FIXTURES: [(&str, &str); 2] = [("pass", "report-pass.json"), ("fail", "report-fail.json")];
 
 #[test]
@@ -135,6 +150,7 @@ fn the_page_works_in_headless_chromium() {
     // one receipt dropped.
     let (golden, broken) = golden_reports();
     pages.push(("pass", "audit-only".into(), audit_only(&golden)));
+    pages.push(("pass", "approvals".into(), with_approvals(&golden)));
     pages.push(("pass", "golden-pass".into(), golden));
     pages.push(("fail", "golden-fail".into(), broken));
     for (expect, name, report) in pages {

@@ -13,6 +13,8 @@ use claw_policy::registry::{Registry, RegistryError};
 use claw_policy::trust::TrustStore;
 
 // The crate root is not a mod.rs, so the module dir is named explicitly.
+#[path = "clawcontrols/approvals.rs"]
+mod approvals;
 #[path = "clawcontrols/input.rs"]
 mod input;
 
@@ -28,6 +30,10 @@ use input::{Check, InputError, load_any, load_file};
 ///   clawcontrols publish examples/policies/1password-readonly-agent.json --data-dir .claw
 ///   clawcontrols explain --policy 1password-readonly-agent --method GET \
 ///       --url https://connect.1password.com/v1/vaults/V/items?filter=title%20eq%20%22db%22
+///
+/// Requests a contract's `approvals` rules hold wait for a person:
+///   clawcontrols approvals --data-dir .claw
+///   clawcontrols approve apr_… --as alice      (or: deny apr_… --as alice --reason "…")
 ///
 /// Exit codes: 0 ok (explain: allowed), 1 explain: denied, 2 usage or input error.
 #[derive(Debug, Parser)]
@@ -177,6 +183,62 @@ enum Command {
         /// Machine-readable output: {decision, rule, operation, host, port, vault, item, why}.
         #[arg(long)]
         json: bool,
+    },
+    /// List the requests held for approval (by a contract's `approvals` rules), oldest first.
+    ///
+    /// Each shows its id, job, operation, vault, item, the exact request, who may decide and
+    /// how long it still waits. Bodies are never shown, only their keyed hash.
+    ///
+    /// Example: clawcontrols approvals --data-dir .claw
+    ///
+    /// Exit codes: 0 listed (also when none), 2 unreadable state.
+    #[command(verbatim_doc_comment)]
+    Approvals {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Machine-readable output: [{id, job, operation, method, host, path, approvers,
+        /// expires_in_seconds, …}].
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a held request: the proxy forwards it, once, and receipts who approved.
+    ///
+    /// NAME must be one of the approvers of the contract rule that holds it. The approval is
+    /// bound to that exact request (method, path, body hash) and cannot be reused.
+    ///
+    /// Example: clawcontrols approve apr_5d0f… --as alice --data-dir .claw
+    ///
+    /// Exit codes: 0 approved, 2 unknown, expired or already decided id, or NAME not an approver.
+    #[command(verbatim_doc_comment)]
+    Approve {
+        /// The id from `clawcontrols approvals` (apr_…).
+        request_id: String,
+        /// Your name, as the contract's approvers list it.
+        #[arg(long = "as", value_name = "NAME")]
+        by: String,
+        /// A note kept with the decision.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Deny a held request: the agent gets 403 (rule approvals), receipted with who denied.
+    ///
+    /// Example: clawcontrols deny apr_5d0f… --as alice --reason "not during the freeze"
+    ///
+    /// Exit codes: 0 denied, 2 unknown, expired or already decided id, or NAME not an approver.
+    #[command(verbatim_doc_comment)]
+    Deny {
+        /// The id from `clawcontrols approvals` (apr_…).
+        request_id: String,
+        /// Your name, as the contract's approvers list it.
+        #[arg(long = "as", value_name = "NAME")]
+        by: String,
+        /// Why (shown to nobody but the receipt and the reviewer).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
     },
     /// Serve the registry read-only over HTTP (axum).
     ///
@@ -352,6 +414,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Approvals { data, json } => approvals::list(&DataDir::new(&data.data_dir), json),
+        Command::Approve {
+            request_id,
+            by,
+            reason,
+            data,
+        } => approvals::decide(
+            &DataDir::new(&data.data_dir),
+            &request_id,
+            &by,
+            true,
+            reason,
+        ),
+        Command::Deny {
+            request_id,
+            by,
+            reason,
+            data,
+        } => approvals::decide(
+            &DataDir::new(&data.data_dir),
+            &request_id,
+            &by,
+            false,
+            reason,
+        ),
         Command::Serve { listen, data, json } => {
             if !listen.ip().is_loopback() {
                 return Err(InputError::Plain(format!(

@@ -416,3 +416,60 @@ fn item_lists_narrow_a_vault_by_id_or_title() {
         ("allowed_items", false)
     );
 }
+
+#[test]
+fn approval_rules_hold_what_they_name() {
+    let mut doc = seed();
+    doc.tool_scope.allowed_operations.push(Operation::ListItems);
+    let rule = |vaults: &[&str], items: &[&str]| crate::contract::ApprovalRule {
+        operations: vec![Operation::ReadItem],
+        vaults: vaults.iter().map(|s| s.to_string()).collect(),
+        items: items.iter().map(|s| s.to_string()).collect(),
+        approvers: vec!["alice".into()],
+        timeout_seconds: 60,
+        on_timeout: crate::contract::OnTimeout::Deny,
+    };
+    let vault = named(VID, "vault_agent_secrets_prod");
+    let read = request(Operation::ReadItem, vault.clone(), None);
+    let list = Request {
+        item: None,
+        ..request(Operation::ListItems, vault.clone(), None)
+    };
+    assert_eq!(approval_rule(&doc, &read), None, "no rules, nothing held");
+
+    doc.approvals = vec![rule(&[], &[])];
+    assert_eq!(approval_rule(&doc, &read).map(|(i, _)| i), Some(0));
+    assert_eq!(approval_rule(&doc, &list), None, "another operation");
+
+    // Vaults by id or by resolved name; a rule naming vaults holds nothing in other vaults.
+    for (vaults, held) in [
+        (&["vault_agent_secrets_prod"][..], true),
+        (&[VID][..], true),
+        (&["other"][..], false),
+    ] {
+        doc.approvals = vec![rule(vaults, &[])];
+        assert_eq!(approval_rule(&doc, &read).is_some(), held, "{vaults:?}");
+    }
+    let unnamed = request(Operation::ReadItem, None, None);
+    doc.approvals = vec![rule(&["vault_agent_secrets_prod"], &[])];
+    assert_eq!(approval_rule(&doc, &unnamed), None);
+
+    // Items by id or title.
+    let titled = Request {
+        item_title: Some("prod-db".into()),
+        ..read.clone()
+    };
+    for (items, request, held) in [
+        (&["x4tpzrqojj2ahmv3w7nb6vu2pe"][..], &read, true),
+        (&["prod-db"][..], &read, false),
+        (&["prod-db"][..], &titled, true),
+        (&["other"][..], &titled, false),
+    ] {
+        doc.approvals = vec![rule(&[], items)];
+        assert_eq!(approval_rule(&doc, request).is_some(), held, "{items:?}");
+    }
+
+    // The first matching rule decides.
+    doc.approvals = vec![rule(&["other"], &[]), rule(&[], &[]), rule(&[], &[])];
+    assert_eq!(approval_rule(&doc, &read).map(|(i, _)| i), Some(1));
+}

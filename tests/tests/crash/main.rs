@@ -13,6 +13,7 @@
 //! The binaries are built (or found up to date) once per run with `cargo build` into this
 //! test's own target directory; `CLAW_BIN_DIR=<dir>` uses prebuilt ones instead.
 
+mod approvals;
 mod disk;
 mod kill;
 mod reload;

@@ -568,9 +568,55 @@ mod authority {
         }
     }
 
+    /// The one receipt a refused TLS handshake inside a CONNECT to Connect leaves, among the
+    /// receipts after the first `before`: a `malformed_request` denial of job-1 naming the
+    /// CONNECT target, as the receipt schema has it. Returns its reason.
+    async fn handshake_refused(stack: &Stack, before: usize, what: &str) -> String {
+        use claw_verifier::receipt::Kind;
+        claw_tests::eventually(
+            &format!("a receipt for the refused handshake of {what}"),
+            || stack.receipts().len() > before,
+        )
+        .await;
+        let written = stack.receipts().split_off(before);
+        assert_eq!(written.len(), 1, "{what}: {written:#?}");
+        let receipt = &written[0];
+        assert_eq!(
+            (receipt.kind, receipt.job.as_str()),
+            (Kind::Call, "job-1"),
+            "{what}"
+        );
+        let decision = receipt.decision.as_ref().expect("a decision");
+        assert_eq!(
+            (decision.allow, decision.rule.as_str()),
+            (false, MALFORMED),
+            "{what}"
+        );
+        let req = receipt.req.as_ref().expect("the CONNECT");
+        assert_eq!(
+            (
+                req.method.as_str(),
+                req.scheme.as_str(),
+                req.host.as_str(),
+                req.port
+            ),
+            ("CONNECT", "https", "connect.1password.com", 443),
+            "{what}"
+        );
+        let schema: Value =
+            serde_json::from_str(include_str!("../../../schemas/receipt.schema.json")).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&serde_json::to_value(receipt).unwrap())
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{what}: {errors:#?}");
+        decision.reason.clone()
+    }
+
     /// The TLS name inside a CONNECT to an intercepted host: (SNI, whether the handshake goes
-    /// on). Only the CONNECT authority gets a certificate; the handshake of any other name
-    /// ends in an alert before a byte of HTTP is read (and, today, without a receipt).
+    /// on). Only the CONNECT authority gets a certificate; the handshake of any other name (or
+    /// none) ends in an alert before a byte of HTTP is read, and is receipted under the job.
     const SNI: &[(Option<&str>, bool)] = &[
         (Some("evil.example"), false),
         (Some("api.1password.com"), false),
@@ -587,6 +633,7 @@ mod authority {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (stack, token, recorder) = recorded().await;
         for (sni, served) in SNI {
+            let before = stack.receipts().len();
             let (status, mut stream) = tunnel(&stack, &token, "connect.1password.com:443").await;
             assert_eq!(status, 200, "{sni:?}");
             stream
@@ -597,11 +644,89 @@ mod authority {
             let n = stream.read(&mut first).await.unwrap_or(0);
             if *served {
                 assert_eq!((n, first[0]), (1, TLS_HANDSHAKE), "{sni:?}");
+                // A client that hangs up mid-handshake is a refused handshake too.
+                drop(stream);
             } else {
                 assert!(n == 0 || first[0] == TLS_ALERT, "{sni:?}: {:#x}", first[0]);
                 until_closed(&mut stream).await;
             }
+            let reason = handshake_refused(&stack, before, &format!("SNI {sni:?}")).await;
+            assert!(
+                reason.starts_with("TLS handshake refused: "),
+                "{sni:?}: {reason}"
+            );
             assert_eq!(recorder.count(), 0, "{sni:?}");
+        }
+    }
+
+    /// Bytes that are not a TLS ClientHello, sent into a CONNECT to an intercepted host.
+    const NOT_TLS: &[(&str, &[u8])] = &[
+        (
+            "plain HTTP",
+            b"GET /v1/vaults HTTP/1.1\r\nHost: connect.1password.com\r\nAuthorization: Bearer agent-secret-in-clear\r\n\r\n",
+        ),
+        ("an SSH banner", b"SSH-2.0-OpenSSH_9.6\r\n"),
+        (
+            "a handshake record that is not a ClientHello",
+            &[0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00],
+        ),
+        ("an alert", &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]),
+        ("a bare close", b""),
+    ];
+
+    #[tokio::test]
+    async fn bytes_that_are_not_a_tls_handshake_are_refused_and_receipted() {
+        use tokio::io::AsyncWriteExt;
+        let (stack, token, recorder) = recorded().await;
+        let hello = client_hello(Some("connect.1password.com"), &["http/1.1"]);
+        let cut = ("a ClientHello cut short", &hello[..hello.len() / 2]);
+        for (what, bytes) in NOT_TLS.iter().copied().chain([cut]) {
+            let before = stack.receipts().len();
+            let (status, mut stream) = tunnel(&stack, &token, "connect.1password.com:443").await;
+            assert_eq!(status, 200, "{what}");
+            stream.write_all(bytes).await.unwrap();
+            // Half-close: a client that stops short is refused at once, not at the deadline.
+            let _ = stream.shutdown().await;
+            let answer = until_closed(&mut stream).await;
+            assert!(
+                answer.is_empty() || answer[0] == TLS_ALERT,
+                "{what}: {answer:?}"
+            );
+            let reason = handshake_refused(&stack, before, what).await;
+            assert!(
+                reason.starts_with("TLS handshake refused: "),
+                "{what}: {reason}"
+            );
+            // The reason says what was wrong, never what was sent.
+            for sent in ["GET", "Bearer", "agent-secret", "SSH-2.0", token.as_str()] {
+                assert!(!reason.contains(sent), "{what}: {reason}");
+            }
+            assert_eq!(recorder.count(), 0, "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_with_no_handshake_in_time_is_receipted() {
+        use tokio::io::AsyncWriteExt;
+        let limits = "header_timeout_ms = 300";
+        let (stack, token, recorder) = recording_stack(Answer::Json(db_item()), limits).await;
+        let hello = client_hello(Some("connect.1password.com"), &["http/1.1"]);
+        for (what, bytes) in [
+            ("silence", &[][..]),
+            (
+                "half a ClientHello, then silence",
+                &hello[..hello.len() / 2],
+            ),
+        ] {
+            let before = stack.receipts().len();
+            let (status, mut stream) = tunnel(&stack, &token, "connect.1password.com:443").await;
+            assert_eq!(status, 200, "{what}");
+            stream.write_all(bytes).await.unwrap();
+            // Closed at the deadline, having sent nothing.
+            assert!(until_closed(&mut stream).await.is_empty(), "{what}");
+            let reason = handshake_refused(&stack, before, what).await;
+            assert_eq!(reason, "no TLS handshake within 300 ms", "{what}");
+            assert_eq!(recorder.count(), 0, "{what}");
         }
     }
 }

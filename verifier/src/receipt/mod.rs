@@ -51,6 +51,7 @@ mod id;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+pub use claw_policy::approval::Outcome as ApprovalOutcome;
 use claw_policy::canonical;
 pub use claw_policy::contract::Enforcement;
 use claw_policy::dsse::pae;
@@ -176,6 +177,9 @@ pub struct Op {
 pub struct Decision {
     /// Whether the call was allowed.
     pub allow: bool,
+    /// The person's decision, when a contract `approvals` rule held the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
     /// `audit` on every decision made under an audit-only contract; absent when enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforcement: Option<Enforcement>,
@@ -193,6 +197,21 @@ impl Decision {
     pub fn shadowed(&self) -> bool {
         self.would_deny && self.allow
     }
+}
+
+/// How a held request ended: who decided and when (a timeout names nobody).
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// When it was decided (`ts` format).
+    pub at: String,
+    /// The approver (absent on a timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The approval id (`apr_…`) shown to approvers.
+    pub id: String,
+    /// `approved`, `denied` or `timeout`.
+    pub outcome: ApprovalOutcome,
 }
 
 /// The upstream answer.
@@ -457,6 +476,25 @@ impl Receipt {
             return fail(
                 "would_deny marks an audit-only pass: allow true, enforcement audit".into(),
             );
+        }
+        if let Some(d) = &self.decision
+            && let Some(approval) = &d.approval
+        {
+            let consistent = match approval.outcome {
+                ApprovalOutcome::Approved => d.allow && approval.by.is_some(),
+                ApprovalOutcome::Denied => !d.allow && approval.by.is_some(),
+                ApprovalOutcome::Timeout => !d.allow && approval.by.is_none(),
+            };
+            if !consistent || (!d.allow && d.rule != "approvals") {
+                return fail(
+                    "approval: approved allows and names its approver; denied and timeout \
+                     refuse by rule approvals, and only a timeout names nobody"
+                        .into(),
+                );
+            }
+            if ts_millis(&approval.at).is_none() || approval.id.is_empty() {
+                return fail("approval.at is not a timestamp or approval.id is empty".into());
+            }
         }
         let rule = rule_of(self.kind);
         for (name, is_present) in present {

@@ -313,6 +313,35 @@ fn kind_rules_are_enforced_on_signed_receipts() {
     let mut r = all[0].clone();
     r.decision.as_mut().unwrap().would_deny = true;
     cases.push((r, "would_deny marks an audit-only pass"));
+    let approval = |outcome, by: Option<&str>| Approval {
+        at: "2026-11-22T19:38:19.000Z".into(),
+        by: by.map(Into::into),
+        id: format!("apr_{}", "0f".repeat(16)),
+        outcome,
+    };
+    for (allow, rule, outcome, by) in [
+        (false, "approvals", ApprovalOutcome::Approved, Some("alice")),
+        (true, "allowed_operations", ApprovalOutcome::Approved, None),
+        (
+            true,
+            "allowed_operations",
+            ApprovalOutcome::Denied,
+            Some("alice"),
+        ),
+        (
+            false,
+            "allowed_vaults",
+            ApprovalOutcome::Denied,
+            Some("alice"),
+        ),
+        (false, "approvals", ApprovalOutcome::Timeout, Some("alice")),
+    ] {
+        let mut r = all[0].clone();
+        let d = r.decision.as_mut().unwrap();
+        (d.allow, d.rule) = (allow, rule.into());
+        d.approval = Some(approval(outcome, by));
+        cases.push((r, "approval:"));
+    }
     for (mut r, want) in cases {
         r.sign(&key);
         match verify_leaf(&r.leaf(), &trust) {
@@ -345,6 +374,37 @@ fn receipts_of_every_kind_match_the_schema() {
         let value: serde_json::Value = serde_json::from_slice(&r.leaf()).unwrap();
         let found = errors(&validator, &value);
         assert!(found.is_empty(), "{:?}: {found:?}", r.kind);
+    }
+}
+
+#[test]
+fn approvals_are_recorded_in_the_decision() {
+    let key = keys::generate();
+    let trust = trust_for(&key);
+    let validator = schema();
+    let mut r = samples(&key)[0].clone();
+    r.decision.as_mut().unwrap().approval = Some(Approval {
+        at: "2026-11-22T19:38:19.000Z".into(),
+        by: Some("alice".into()),
+        id: format!("apr_{}", "0f".repeat(16)),
+        outcome: ApprovalOutcome::Approved,
+    });
+    r.sign(&key);
+    assert_eq!(verify_leaf(&r.leaf(), &trust).unwrap().receipt(), &r);
+    let mut value: serde_json::Value = serde_json::from_slice(&r.leaf()).unwrap();
+    assert!(errors(&validator, &value).is_empty());
+    for (field, bad) in [
+        ("outcome", serde_json::json!("maybe")),
+        ("id", serde_json::json!("apr_x")),
+        ("at", serde_json::json!("yesterday")),
+    ] {
+        let good = value["decision"]["approval"][field].clone();
+        value["decision"]["approval"][field] = bad;
+        assert!(
+            !validator.is_valid(&value),
+            "schema accepted approval.{field}"
+        );
+        value["decision"]["approval"][field] = good;
     }
 }
 

@@ -157,6 +157,9 @@ fn calls(v: &Verification, receipts: &[Receipt]) -> Vec<Value> {
                     if d.shadowed() {
                         call.insert("would_deny".into(), json!(true));
                     }
+                    if let Some(approval) = &d.approval {
+                        call.insert("approval".into(), json!(approval));
+                    }
                     (if d.allow { "allow" } else { "deny" }, d.rule.as_str())
                 }
                 // job_close and recovery decide nothing; shown as the log's own record.

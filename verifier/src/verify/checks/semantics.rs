@@ -8,7 +8,7 @@ use claw_policy::egress::check_egress;
 use claw_policy::evaluate::{self, Decision, VaultRef};
 
 use super::{Outcome, Problems, skip};
-use crate::receipt::{Kind, Receipt};
+use crate::receipt::{ApprovalOutcome, Kind, Receipt};
 use crate::verify::context::Ctx;
 
 /// Refusals the proxy makes before or beside the contract, from bytes a bundle does not hold
@@ -59,7 +59,8 @@ fn decided<'a>(ctx: &'a Ctx<'_>) -> impl Iterator<Item = (usize, &'a Receipt)> {
 }
 
 /// `semantics.reevaluate`: the contract, applied here to each receipt's host, operation,
-/// vault, item and category, gives the recorded decision and rule. Under an audit-only contract
+/// vault, item and category, gives the recorded decision and rule; a request an `approvals`
+/// rule holds passes only with an approval by one of its approvers. Under an audit-only contract
 /// every decision is marked so, and a contract rule's denial may be recorded as a pass that
 /// "would deny" by that rule; under an enforcing one nothing is marked.
 pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
@@ -111,7 +112,16 @@ pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
         let expected = match check_egress(&document.sandbox, &req.host, req.port) {
             deny @ Decision::Deny { .. } => deny,
             Decision::Allow { .. } if op.integration == CONNECT => match connect_request(op) {
-                Ok(request) => evaluate::evaluate(document, scope, &request),
+                Ok(request) => {
+                    let decision = evaluate::evaluate(document, scope, &request);
+                    match held(document, &request, recorded, audit, decision) {
+                        Ok(expected) => expected,
+                        Err(message) => {
+                            bad(message);
+                            continue;
+                        }
+                    }
+                }
                 Err(message) => {
                     bad(message);
                     continue;
@@ -119,6 +129,9 @@ pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
             },
             allow => allow,
         };
+        if recorded.approval.is_some() && op.integration != CONNECT {
+            bad("an approval is recorded, yet no approvals rule holds this request".into());
+        }
         // An audit-only pass counts as the denial it records.
         let recorded_allow = recorded.allow && !recorded.would_deny;
         if expected.is_allow() != recorded_allow || expected.rule() != recorded.rule {
@@ -140,6 +153,55 @@ pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
     } else {
         format!("{judged} decisions re-evaluated against the contract; each matches its receipt")
     })
+}
+
+/// The decision a Connect request should have got once the contract's `approvals` rules are
+/// applied to the evaluator's `decision`: an allowed request a rule holds passes only with an
+/// approval by one of that rule's approvers; without one it is refused by rule `approvals`
+/// (an audit-only contract records that as "would deny" and holds nothing). `Err` when the
+/// recorded approval itself is wrong.
+fn held(
+    document: &WpcDocument,
+    request: &evaluate::Request,
+    recorded: &crate::receipt::Decision,
+    audit: bool,
+    decision: Decision,
+) -> Result<Decision, String> {
+    let Some((index, rule)) = evaluate::approval_rule(document, request) else {
+        return match recorded.approval {
+            Some(_) => {
+                Err("an approval is recorded, yet no approvals rule holds this request".into())
+            }
+            None => Ok(decision),
+        };
+    };
+    if !decision.is_allow() {
+        return Ok(decision);
+    }
+    let refused = |reason: &str| Decision::Deny {
+        rule: evaluate::APPROVAL_RULE.into(),
+        reason: reason.into(),
+    };
+    match &recorded.approval {
+        None => Ok(refused("held for approval and never approved")),
+        Some(_) if audit => {
+            Err("an audit-only contract holds nothing, yet an approval is recorded".into())
+        }
+        Some(approval) => {
+            if let Some(by) = &approval.by
+                && !rule.approvers.contains(by)
+            {
+                return Err(format!(
+                    "decided by {by:?}, who is not an approver of approvals rule {index} ({})",
+                    rule.approvers.join(", ")
+                ));
+            }
+            Ok(match approval.outcome {
+                ApprovalOutcome::Approved => decision,
+                ApprovalOutcome::Denied | ApprovalOutcome::Timeout => refused("not approved"),
+            })
+        }
+    }
 }
 
 fn verdict(allow: bool) -> &'static str {
@@ -348,4 +410,107 @@ pub(crate) fn two_phase(ctx: &Ctx<'_>) -> Outcome {
         }
     }
     problems.outcome(format!("{pairs} exchanges paired by rid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipt::Approval;
+    use claw_policy::contract::{ApprovalRule, Contract, OnTimeout};
+
+    const SEED: &[u8] =
+        include_bytes!("../../../../examples/policies/1password-readonly-agent.json");
+
+    fn held_read() -> (WpcDocument, evaluate::Request) {
+        let mut doc = Contract::from_slice(SEED).unwrap().document().clone();
+        doc.approvals = vec![ApprovalRule {
+            operations: vec![Operation::ReadItem],
+            vaults: vec![],
+            items: vec![],
+            approvers: vec!["alice".into()],
+            timeout_seconds: 60,
+            on_timeout: OnTimeout::Deny,
+        }];
+        let request = evaluate::Request {
+            op: Operation::ReadItem,
+            vault: Some(VaultRef {
+                id: "ytrfte14kw1uex5txaore1emkz".into(),
+                name: Some("vault_agent_secrets_prod".into()),
+            }),
+            item: Some("x4tpzrqojj2ahmv3w7nb6vu2pe".into()),
+            item_title: None,
+            category: None,
+        };
+        (doc, request)
+    }
+
+    fn recorded(outcome: Option<(ApprovalOutcome, Option<&str>)>) -> crate::receipt::Decision {
+        crate::receipt::Decision {
+            approval: outcome.map(|(outcome, by)| Approval {
+                at: "2026-11-23T10:00:00.000Z".into(),
+                by: by.map(Into::into),
+                id: format!("apr_{}", "ab".repeat(16)),
+                outcome,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// What `held` expects: `Ok((allow, rule))` or the error.
+    fn expect(
+        doc: &WpcDocument,
+        request: &evaluate::Request,
+        approval: Option<(ApprovalOutcome, Option<&str>)>,
+        audit: bool,
+    ) -> Result<(bool, String), String> {
+        let decision = evaluate::evaluate(doc, &doc.tool_scope, request);
+        held(doc, request, &recorded(approval), audit, decision)
+            .map(|d| (d.is_allow(), d.rule().to_owned()))
+    }
+
+    #[test]
+    fn a_held_request_passes_only_with_an_approvers_approval() {
+        let (doc, read) = held_read();
+        let allow = Ok((true, "allowed_operations".to_owned()));
+        let refused = Ok((false, "approvals".to_owned()));
+        use ApprovalOutcome::*;
+        assert_eq!(
+            expect(&doc, &read, Some((Approved, Some("alice"))), false),
+            allow
+        );
+        assert_eq!(expect(&doc, &read, None, false), refused, "never approved");
+        assert_eq!(
+            expect(&doc, &read, Some((Denied, Some("alice"))), false),
+            refused
+        );
+        assert_eq!(expect(&doc, &read, Some((Timeout, None)), false), refused);
+        let err = expect(&doc, &read, Some((Approved, Some("mallory"))), false).unwrap_err();
+        assert!(err.contains("not an approver"), "{err}");
+        // Audit-only: nothing is held, so the pass records a would-deny and no approval.
+        assert_eq!(expect(&doc, &read, None, true), refused);
+        assert!(expect(&doc, &read, Some((Approved, Some("alice"))), true).is_err());
+    }
+
+    #[test]
+    fn an_approval_where_no_rule_holds_fails() {
+        let (mut doc, read) = held_read();
+        let approved = Some((ApprovalOutcome::Approved, Some("alice")));
+        // A request another rule already denies keeps that denial.
+        let mut other_vault = read.clone();
+        other_vault.vault = Some(VaultRef {
+            id: "o7h3rv4u1tv4u1tv4u1tv4u1tv".into(),
+            name: None,
+        });
+        assert_eq!(
+            expect(&doc, &other_vault, approved, false),
+            Ok((false, "allowed_vaults".to_owned()))
+        );
+        doc.approvals.clear();
+        assert_eq!(
+            expect(&doc, &read, None, false),
+            Ok((true, "allowed_operations".to_owned()))
+        );
+        let err = expect(&doc, &read, approved, false).unwrap_err();
+        assert!(err.contains("no approvals rule holds"), "{err}");
+    }
 }

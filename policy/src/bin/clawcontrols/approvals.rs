@@ -1,0 +1,88 @@
+//! `clawcontrols approvals | approve | deny`: the human side of a contract's `approvals` rules.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use claw_policy::approval::{Approvals, HeldRequest};
+use claw_policy::datadir::DataDir;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Prints the pending requests.
+pub(crate) fn list(dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
+    let now = now_ms();
+    let pending = Approvals::new(dir).pending(now)?;
+    if json {
+        let rows: Vec<_> = pending
+            .iter()
+            .map(|held| {
+                let mut row = serde_json::to_value(held).expect("a held request serialises");
+                row["expires_in_seconds"] =
+                    held.expires_ms.saturating_sub(now).div_ceil(1000).into();
+                row
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if pending.is_empty() {
+        println!("no requests are waiting for approval");
+    } else {
+        for held in &pending {
+            print!("{}", describe(held, now));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Approves or denies one held request as `by`.
+pub(crate) fn decide(
+    dir: &DataDir,
+    id: &str,
+    by: &str,
+    approve: bool,
+    reason: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let store = Approvals::new(dir);
+    let held = store.get(id).ok();
+    let verdict = store.decide(id, by, approve, reason, now_ms())?;
+    let what = held.map_or_else(String::new, |h| {
+        format!(" ({} {} for job {})", h.method, h.path, h.job)
+    });
+    println!("{} {}{what} as {by}", verdict.outcome.as_str(), verdict.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(held: &HeldRequest, now: u64) -> String {
+    let named = |id: &Option<String>, name: &Option<String>| match (id, name) {
+        (Some(id), Some(name)) => format!("{name} ({id})"),
+        (Some(id), None) => id.clone(),
+        (None, Some(name)) => name.clone(),
+        (None, None) => "-".into(),
+    };
+    let query = held
+        .query
+        .as_deref()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let body = held
+        .body_hash
+        .as_deref()
+        .map(|h| format!("\n  body     {h}"))
+        .unwrap_or_default();
+    format!(
+        "{id}\n  job      {job}\n  op       {op}  vault {vault}  item {item}\n  request  {method} {host}{path}{query}{body}\n  approve  clawcontrols approve {id} --as NAME   (NAME one of: {approvers})\n  waits    {left} s more, then it is refused\n",
+        id = held.id,
+        job = held.job,
+        op = held.operation,
+        vault = named(&held.vault, &held.vault_name),
+        item = named(&held.item, &held.item_title),
+        method = held.method,
+        host = held.host,
+        path = held.path,
+        approvers = held.approvers.join(", "),
+        left = held.expires_ms.saturating_sub(now).div_ceil(1000),
+    )
+}

@@ -1,0 +1,132 @@
+//! Holding a request until a person approves it (a contract's `approvals` rules).
+//!
+//! The held request is written to `state/approvals/` for `clawcontrols approvals` to show, and
+//! the agent's connection waits while this task polls for the decision file. It ends in one of
+//! three ways: an approver approves (the request is forwarded, once), an approver denies, or
+//! the deadline passes and the proxy records a timeout itself. Whatever the end, the request
+//! file is removed; the decision file stays, so the approval cannot be used again.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use claw_policy::approval::{Approvals, HeldRequest, Outcome, Verdict};
+use claw_policy::contract::ApprovalRule;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+
+/// How often the decision file is looked for. A person takes seconds; this adds at most 50 ms.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Why a held request was not approved.
+#[derive(Debug)]
+pub enum NotApproved {
+    /// An approver denied it, or nobody decided in time: the decision is receipted.
+    Refused(Verdict),
+    /// The request could not be held or its decision is not valid; refused without a decision.
+    Failed(String),
+}
+
+impl NotApproved {
+    /// A plain sentence for the agent and the receipt.
+    pub fn reason(&self, rule: &ApprovalRule) -> String {
+        match self {
+            NotApproved::Refused(v) if v.outcome == Outcome::Timeout => format!(
+                "held for approval by {}; nobody decided within {} s",
+                rule.approvers.join(", "),
+                rule.timeout_seconds
+            ),
+            NotApproved::Refused(v) => {
+                let by = v.by.as_deref().unwrap_or("an approver");
+                match &v.reason {
+                    Some(why) => format!("approval denied by {by}: {why}"),
+                    None => format!("approval denied by {by}"),
+                }
+            }
+            NotApproved::Failed(why) => why.clone(),
+        }
+    }
+}
+
+/// Removes the request file however the hold ends (also when the agent goes away and the
+/// request's future is dropped).
+struct Release<'a> {
+    store: &'a Approvals,
+    id: &'a str,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.store.release(self.id);
+    }
+}
+
+/// Holds `held` until the decision, and returns it if it approves. The decision must be for
+/// exactly this request (its binding) and, unless it is a timeout, by one of `rule`'s approvers.
+pub async fn hold(
+    store: &Approvals,
+    metrics: &Metrics,
+    held: &HeldRequest,
+    rule: &ApprovalRule,
+) -> Result<Verdict, NotApproved> {
+    if let Err(error) = store.hold(held) {
+        warn!(%error, "cannot hold the request for approval; refusing it");
+        return Err(NotApproved::Failed(format!(
+            "the request could not be held for approval: {error}"
+        )));
+    }
+    let _release = Release {
+        store,
+        id: &held.id,
+    };
+    let _pending = metrics.approval_pending();
+    info!(job = %held.job, op = %held.operation, approval = %held.id, approvers = %rule.approvers.join(","), timeout_s = rule.timeout_seconds, "held for approval (clawcontrols approve {} --as NAME)", held.id);
+    let verdict = loop {
+        tokio::time::sleep(POLL).await;
+        match store.verdict(&held.id) {
+            Ok(Some(verdict)) => break verdict,
+            Ok(None) if now_ms() >= held.expires_ms => match store.expire(held, now_ms()) {
+                Ok(verdict) => break verdict,
+                Err(error) => {
+                    return Err(NotApproved::Failed(format!(
+                        "the approval timed out and could not be recorded: {error}"
+                    )));
+                }
+            },
+            Ok(None) => {}
+            Err(error) => {
+                return Err(NotApproved::Failed(format!(
+                    "the approval decision could not be read: {error}"
+                )));
+            }
+        }
+    };
+    metrics.approval(verdict.outcome.as_str());
+    if verdict.binding != held.binding() {
+        return Err(NotApproved::Failed(format!(
+            "the decision about {} is not for the request held; refused",
+            held.id
+        )));
+    }
+    match (&verdict.by, verdict.outcome) {
+        (None, Outcome::Timeout) => {}
+        (Some(by), Outcome::Approved | Outcome::Denied) if rule.approvers.contains(by) => {}
+        _ => {
+            return Err(NotApproved::Failed(format!(
+                "the decision about {} is not by one of its approvers; refused",
+                held.id
+            )));
+        }
+    }
+    info!(job = %held.job, approval = %held.id, outcome = verdict.outcome.as_str(), by = verdict.by.as_deref().unwrap_or("-"), "approval decided");
+    match verdict.outcome {
+        Outcome::Approved => Ok(verdict),
+        Outcome::Denied | Outcome::Timeout => Err(NotApproved::Refused(verdict)),
+    }
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

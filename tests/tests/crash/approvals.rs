@@ -1,0 +1,265 @@
+//! Approvals across processes: curl (the agent) waits on the proxy while a person, in another
+//! process, runs `clawcontrols approvals` and `approve`/`deny`; a request nobody decides is
+//! refused at its timeout. The job's bundle then verifies with every decision re-evaluated,
+//! approvals included.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use connect_sim::demo::{DEMO_API_ITEM_ID, DEMO_DB_ITEM_ID, DEMO_VAULT_ID};
+use serde_json::Value;
+
+use super::support::{self, run_ok};
+
+const JOB: &str = "approval-job";
+const NAME: &str = "approval-agent";
+
+/// The seed contract renamed, with two approvals rules: the DATABASE item waits for alice (a
+/// minute), any other read waits for bob for one second.
+fn contract() -> String {
+    let seed = include_str!("../../../examples/policies/1password-readonly-agent.json");
+    let rules = format!(
+        r#""approvals": [
+            {{"operations": ["read_item"], "items": ["{DEMO_DB_ITEM_ID}"], "approvers": ["alice"],
+              "timeout_seconds": 60, "on_timeout": "deny"}},
+            {{"operations": ["read_item"], "approvers": ["bob"], "timeout_seconds": 1,
+              "on_timeout": "deny"}}
+        ], "sandbox""#
+    );
+    seed.replacen("1password-readonly-agent", NAME, 1)
+        .replacen("\"sandbox\"", &rules, 1)
+}
+
+/// curl reading `item` through the proxy; prints the status on its last line.
+fn agent(listen: std::net::SocketAddr, token: &str, item: &str) -> Child {
+    Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--max-time", "120"])
+        .args(["-x", &format!("http://{JOB}:{token}@{listen}")])
+        .args(["-H", "Authorization: Bearer agent-placeholder"])
+        .arg(format!(
+            "http://connect.1password.com/v1/vaults/{DEMO_VAULT_ID}/items/{item}"
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("curl runs")
+}
+
+/// The agent's (status, body) once it is answered.
+fn answer(child: Child) -> (u16, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("curl printed a status");
+    (status.trim().parse().expect("a status"), body.to_owned())
+}
+
+/// `clawcontrols approvals --json` until one request is pending (bounded by a safety net).
+fn pending(data: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: Value = serde_json::from_str(&run_ok(
+            "clawcontrols",
+            &["approvals", "--json", "--data-dir", data],
+        ))
+        .unwrap();
+        if let Some(first) = listed.as_array().and_then(|a| a.first()) {
+            assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+            return first.clone();
+        }
+        assert!(Instant::now() < deadline, "nothing was held for approval");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `clawcontrols <args>` that must fail with exit 2; returns its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = support::run("clawcontrols", args);
+    assert_eq!(out.status.code(), Some(2), "{args:?} did not fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_held_request_waits_for_an_approver_in_another_process_and_times_out_without_one() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!("curl is required (installed by .ci/run)");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("claw");
+    let dir = data.to_str().unwrap();
+    let (_sim, sim) = support::start_sim(work.path());
+    support::prepare(&data, sim, "unused-job");
+    let file = work.path().join("approval-agent.json");
+    std::fs::write(&file, contract()).unwrap();
+    run_ok(
+        "clawcontrols",
+        &["publish", file.to_str().unwrap(), "--data-dir", dir],
+    );
+    let token = run_ok(
+        "clawscope",
+        &[
+            "mint",
+            "--policy",
+            NAME,
+            "--job",
+            JOB,
+            "--agent",
+            "curl",
+            "--ttl",
+            "900",
+            "--data-dir",
+            dir,
+        ],
+    )
+    .trim()
+    .to_owned();
+    let mut proxy = support::start_proxy(&data, &work.path().join("clawproxy.stderr"));
+    assert_eq!(
+        run_ok("clawcontrols", &["approvals", "--data-dir", dir]).trim(),
+        "no requests are waiting for approval"
+    );
+
+    // Approved: the agent waits until alice (and only alice) says yes.
+    let waiting = agent(proxy.listen, &token, DEMO_DB_ITEM_ID);
+    let held = pending(dir);
+    let id = held["id"].as_str().unwrap().to_owned();
+    assert_eq!(held["job"], JOB);
+    assert_eq!(held["operation"], "read_item");
+    assert_eq!(held["item"], DEMO_DB_ITEM_ID);
+    assert_eq!(held["approvers"], serde_json::json!(["alice"]));
+    assert!(held["expires_in_seconds"].as_u64().unwrap() <= 60);
+    let human = run_ok("clawcontrols", &["approvals", "--data-dir", dir]);
+    assert!(
+        human.contains(&format!("clawcontrols approve {id} --as NAME")),
+        "{human}"
+    );
+    let not_theirs = refused(&["approve", &id, "--as", "bob", "--data-dir", dir]);
+    assert!(
+        not_theirs.contains("its approvers are: alice"),
+        "{not_theirs}"
+    );
+    let said = run_ok(
+        "clawcontrols",
+        &["approve", &id, "--as", "alice", "--data-dir", dir],
+    );
+    assert!(said.starts_with(&format!("approved {id}")), "{said}");
+    let (status, body) = answer(waiting);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(DEMO_DB_ITEM_ID), "{body}");
+    // Single use: the decision cannot be made again, and the same request is held anew.
+    let again = refused(&["approve", &id, "--as", "alice", "--data-dir", dir]);
+    assert!(
+        again.contains("already decided: approved by alice"),
+        "{again}"
+    );
+
+    // Denied: the agent gets 403 naming who refused and why.
+    let waiting = agent(proxy.listen, &token, DEMO_DB_ITEM_ID);
+    let second = pending(dir)["id"].as_str().unwrap().to_owned();
+    assert_ne!(second, id, "a new request needs a new approval");
+    run_ok(
+        "clawcontrols",
+        &[
+            "deny",
+            &second,
+            "--as",
+            "alice",
+            "--reason",
+            "not during the freeze",
+            "--data-dir",
+            dir,
+        ],
+    );
+    let (status, body) = answer(waiting);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("approval denied by alice: not during the freeze"),
+        "{body}"
+    );
+
+    // Nobody decides: refused at the rule's one-second timeout.
+    let (status, body) = answer(agent(proxy.listen, &token, DEMO_API_ITEM_ID));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("nobody decided within 1 s"), "{body}");
+    assert!(!body.contains("sk_demo"), "the item leaked: {body}");
+    let late = refused(&["deny", &second, "--as", "alice", "--data-dir", dir]);
+    assert!(late.contains("already decided"), "{late}");
+
+    let metrics = support::admin_get(proxy.admin, "/metrics").text();
+    for line in [
+        "clawproxy_approvals_pending 0",
+        "clawproxy_approvals_total{outcome=\"approved\"} 1",
+        "clawproxy_approvals_total{outcome=\"denied\"} 1",
+        "clawproxy_approvals_total{outcome=\"timeout\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}:\n{metrics}");
+    }
+
+    // The evidence: each decision receipted with who and when, and re-evaluated offline.
+    run_ok("clawscope", &["revoke", "--job", JOB, "--data-dir", dir]);
+    // Stopping signs the final checkpoint, so the bundle covers every receipt.
+    assert!(proxy.proc.terminate().success());
+    let bundle = work.path().join("job.bundle.json");
+    run_ok(
+        "clawverify",
+        &[
+            "bundle",
+            "--job",
+            JOB,
+            "-o",
+            bundle.to_str().unwrap(),
+            "--data-dir",
+            dir,
+        ],
+    );
+    let trust = data.join("trust.json");
+    let report: Value = serde_json::from_str(&run_ok(
+        "clawverify",
+        &[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    let receipts: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let approvals: Vec<(bool, String, Option<String>)> = receipts["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            let d = &r["decision"];
+            d["approval"].as_object().map(|a| {
+                (
+                    d["allow"].as_bool().unwrap(),
+                    a["outcome"].as_str().unwrap().to_owned(),
+                    a.get("by").and_then(Value::as_str).map(str::to_owned),
+                )
+            })
+        })
+        .collect();
+    let alice = Some("alice".to_owned());
+    assert_eq!(
+        approvals,
+        [
+            (true, "approved".into(), alice.clone()),
+            (false, "denied".into(), alice),
+            (false, "timeout".into(), None),
+        ]
+    );
+    assert!(
+        !Path::new(&data.join("state/approvals"))
+            .read_dir()
+            .unwrap()
+            .any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".request.json")
+            }),
+        "held requests are forgotten once decided"
+    );
+}
