@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A sandboxed agent using curl. Configured only by environment variables (see README.md).
-# curl honours HTTPS_PROXY/HTTP_PROXY (with job:token credentials) and CURL_CA_BUNDLE.
+# curl honours https_proxy/HTTPS_PROXY and http_proxy (lowercase only; with job:token
+# credentials) and CURL_CA_BUNDLE; -q ignores any .curlrc, and each call ends within 20 s.
 set -u
-status() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+status() { curl -q -s --max-time 20 -o /dev/null -w '%{http_code}' "$@"; }
 ok=0
 check() { # call expected actual
   if [ "$2" = "$3" ]; then echo "curl agent: ok  $1: $3"; else echo "curl agent: BAD $1: $3 (expected $2)"; ok=1; fi

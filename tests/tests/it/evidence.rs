@@ -203,24 +203,97 @@ async fn regenerate_golden() {
     }
 }
 
-#[test]
-fn the_demo_tells_the_whole_story_and_its_bundle_verifies() {
+/// Whether `program --version` runs (from `PATH`).
+fn runs(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// Runs the demo with `path` as `PATH` for its agent; checks what both ways share and
+/// returns the story.
+fn demo(path: Option<std::ffi::OsString>) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("claw");
     let mut out = Vec::new();
-    claw_proxy::demo::run(Some(root.clone()), &mut out).unwrap();
+    claw_proxy::demo::run_with_path(Some(root.clone()), path, &mut out).unwrap();
     let story = String::from_utf8(out).unwrap();
     for line in ["1. init", "6. agent", "7. revoke", "8. bundle", "9. verify"] {
         assert!(story.contains(line), "{story}");
     }
     assert!(story.contains("PASS (verified-complete)"), "{story}");
     assert!(!story.contains("BAD"), "{story}");
+    // The tallies come from the receipts and from the report; both say what the contract does.
+    assert!(
+        story.contains("4 calls receipted for demo-job: 1 allowed, 3 refused"),
+        "{story}"
+    );
+    assert!(
+        story.contains("the report counts 1 allowed and 3 refused calls, as the log says"),
+        "{story}"
+    );
     // What the story points at is there, and checks out again from the files alone.
     let bytes = std::fs::read(root.join("demo-job.bundle.json")).unwrap();
     let trust = TrustStore::load(&root.join("trust.json")).unwrap();
     assert_eq!(verify::verify(&bytes, &trust).tier, Tier::VerifiedComplete);
     let page = std::fs::read_to_string(root.join("demo-job.html")).unwrap();
     assert!(page.contains("verified-complete"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("demo-job.report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["counts"]["by_decision"],
+        serde_json::json!({"allow": 1, "deny": 3})
+    );
+    // The host outside the contract was refused by network_egress and nothing was forwarded.
+    let outside: Vec<&serde_json::Value> = report["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["host"] == "example.org")
+        .collect();
+    assert_eq!(outside.len(), 1, "{report:#}");
+    assert_eq!(
+        (&outside[0]["decision"], &outside[0]["rule"]),
+        (
+            &serde_json::json!("deny"),
+            &serde_json::json!("network_egress")
+        )
+    );
+    assert!(outside[0].get("status").is_none(), "forwarded: {report:#}");
+    story
+}
+
+#[test]
+fn the_demo_tells_the_whole_story_and_its_bundle_verifies() {
+    let story = demo(std::env::var_os("PATH"));
+    if runs("curl") && runs("bash") {
+        // The example agent ran as a process of its own and said so.
+        assert!(story.contains("as a separate process"), "{story}");
+        assert_eq!(story.matches("   curl agent: ok  ").count(), 4, "{story}");
+        assert!(story.contains("exited 0 after"), "{story}");
+        assert!(story.contains("4 of 4 checks as expected"), "{story}");
+    } else {
+        assert!(
+            story.contains("not found: the agent's calls are made in-process"),
+            "{story}"
+        );
+    }
+}
+
+#[test]
+fn without_curl_the_demo_makes_the_agents_calls_in_process() {
+    let story = demo(Some(std::ffi::OsString::new()));
+    assert!(
+        story.contains("curl not found: the agent's calls are made in-process"),
+        "{story}"
+    );
+    assert_eq!(
+        story.matches("   in-process agent: ok  ").count(),
+        4,
+        "{story}"
+    );
+    assert!(!story.contains("curl agent"), "{story}");
 }
 
 #[tokio::test]
