@@ -1,9 +1,13 @@
 //! Prometheus metrics, rendered as text on the admin listener.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use claw_verifier::verify::{BURST_DENIALS, BURST_WINDOW_MS};
+use tracing::{info, warn};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -73,6 +77,46 @@ pub struct Metrics {
     approvals: Mutex<BTreeMap<&'static str, u64>>,
     /// Requests waiting for a person now.
     approvals_pending: AtomicI64,
+    /// Per-job state of the anomaly signals (denial bursts, first item reads).
+    signals: Mutex<Signals>,
+    /// Denial bursts: `BURST_DENIALS` denials of one job within `BURST_WINDOW_MS`.
+    denial_bursts: AtomicU64,
+    /// Released reads of an item its job had not read before through this proxy.
+    first_item_access: AtomicU64,
+}
+
+/// Jobs tracked at once by the anomaly signals; a job is forgotten when its token ends
+/// ([`Metrics::forget`]). Past this, an arbitrary job's state is dropped to make room.
+const MAX_JOBS: usize = 10_000;
+/// Items remembered per job for `clawproxy_first_item_access_total`. A job that read more
+/// distinct items has every further unremembered item counted (and logged) on each read:
+/// an over-count, never a read that goes unnoticed.
+const MAX_ITEMS_PER_JOB: usize = 4_096;
+
+/// Per-job anomaly state, bounded: at most `BURST_DENIALS` timestamps and
+/// `MAX_ITEMS_PER_JOB` item ids per job, at most `MAX_JOBS` jobs.
+#[derive(Debug, Default)]
+struct Signals {
+    denials: HashMap<String, Denials>,
+    items: HashMap<String, HashSet<String>>,
+}
+
+/// A job's recent denials (newest last) and whether they already counted as a burst.
+#[derive(Debug, Default)]
+struct Denials {
+    times: VecDeque<Instant>,
+    in_burst: bool,
+}
+
+/// The entry of `job` in `map`, making room when `MAX_JOBS` are tracked.
+fn job_entry<'a, V: Default>(map: &'a mut HashMap<String, V>, job: &str) -> &'a mut V {
+    if !map.contains_key(job)
+        && map.len() >= MAX_JOBS
+        && let Some(evicted) = map.keys().next().cloned()
+    {
+        map.remove(&evicted);
+    }
+    map.entry(job.to_owned()).or_default()
 }
 
 /// Counts one held request while it lives (see [`Metrics::approval_pending`]).
@@ -94,6 +138,9 @@ impl Default for Metrics {
             token_cache_misses: AtomicU64::new(0),
             approvals: Mutex::new(BTreeMap::new()),
             approvals_pending: AtomicI64::new(0),
+            signals: Mutex::new(Signals::default()),
+            denial_bursts: AtomicU64::new(0),
+            first_item_access: AtomicU64::new(0),
         }
     }
 }
@@ -118,6 +165,75 @@ impl Metrics {
                 latency.insert(op.to_owned(), histogram);
             }
         }
+    }
+
+    /// Notes a denied call of `job` at `now` (next to `answered("deny", …)`). When the job
+    /// reaches `BURST_DENIALS` denials within `BURST_WINDOW_MS` (the verifier's
+    /// `denial_burst`), counts one burst; the job counts again only after its window has
+    /// emptied below the threshold. Returns whether this denial started a burst.
+    pub fn denied(&self, job: &str, now: Instant) -> bool {
+        let window = Duration::from_millis(BURST_WINDOW_MS.unsigned_abs());
+        let mut signals = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        let state = job_entry(&mut signals.denials, job);
+        while state
+            .times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > window)
+        {
+            state.times.pop_front();
+        }
+        if state.times.len() < BURST_DENIALS {
+            state.in_burst = false;
+        }
+        state.times.push_back(now);
+        if state.times.len() > BURST_DENIALS {
+            state.times.pop_front();
+        }
+        if state.times.len() < BURST_DENIALS || state.in_burst {
+            return false;
+        }
+        state.in_burst = true;
+        drop(signals);
+        self.denial_bursts.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            job,
+            denials = BURST_DENIALS,
+            "denial burst: {BURST_DENIALS} denials within {} s; the agent keeps trying what its contract refuses",
+            BURST_WINDOW_MS / 1000
+        );
+        true
+    }
+
+    /// Notes an allowed call of `job` whose answer (`status`) was released: a successful
+    /// `read_item`, `read_file` or `read_file_content` naming an item the job has not read
+    /// before through this proxy counts as a first access. Returns whether it did.
+    pub fn released(&self, job: &str, op: &str, item: Option<&str>, status: u16) -> bool {
+        let Some(item) = item else { return false };
+        if !(200..300).contains(&status)
+            || !matches!(op, "read_item" | "read_file" | "read_file_content")
+        {
+            return false;
+        }
+        let mut signals = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        let items = job_entry(&mut signals.items, job);
+        if items.contains(item) {
+            return false;
+        }
+        if items.len() < MAX_ITEMS_PER_JOB {
+            items.insert(item.to_owned());
+        }
+        drop(signals);
+        self.first_item_access.fetch_add(1, Ordering::Relaxed);
+        // The item id only: never its title or body.
+        info!(job, item, "first read of item {item} by job {job}");
+        true
+    }
+
+    /// Forgets a job's anomaly state (its token ended).
+    pub fn forget(&self, job: &str) {
+        let mut signals = self.signals.lock().unwrap_or_else(|e| e.into_inner());
+        signals.denials.remove(job);
+        signals.items.remove(job);
     }
 
     /// One more request waits for approval, until the guard drops.
@@ -188,6 +304,13 @@ impl Metrics {
                 "clawproxy_approvals_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP clawproxy_denial_bursts_total Times a job reached {BURST_DENIALS} denials within {} s.\n# TYPE clawproxy_denial_bursts_total counter\nclawproxy_denial_bursts_total {}\n# HELP clawproxy_first_item_access_total Released reads of an item its job had not read before.\n# TYPE clawproxy_first_item_access_total counter\nclawproxy_first_item_access_total {}",
+            BURST_WINDOW_MS / 1000,
+            self.denial_bursts.load(Ordering::Relaxed),
+            self.first_item_access.load(Ordering::Relaxed)
+        );
         out.push_str(extra);
         out
     }
@@ -243,5 +366,130 @@ mod tests {
             text.contains("clawproxy_approvals_total{outcome=\"timeout\"} 1"),
             "{text}"
         );
+    }
+
+    fn series(metrics: &Metrics, name: &str) -> u64 {
+        let text = metrics.render("");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line[name.len() + 1..].parse().unwrap()
+    }
+
+    #[test]
+    fn a_denial_burst_counts_once_until_its_window_empties() {
+        let metrics = Metrics::default();
+        let window = Duration::from_millis(BURST_WINDOW_MS.unsigned_abs());
+        let second = Duration::from_secs(1);
+        let t0 = Instant::now();
+        // One short of the threshold: no burst; another job's denials do not add up.
+        for i in 0..BURST_DENIALS - 1 {
+            assert!(!metrics.denied("job-1", t0 + second * i as u32));
+            assert!(!metrics.denied("job-2", t0 + second * i as u32));
+        }
+        assert_eq!(series(&metrics, "clawproxy_denial_bursts_total"), 0);
+        // The threshold reached: one burst.
+        let reached = t0 + second * (BURST_DENIALS as u32 - 1);
+        assert!(metrics.denied("job-1", reached));
+        assert_eq!(series(&metrics, "clawproxy_denial_bursts_total"), 1);
+        // More denials while the window stays full: still one.
+        for i in 1..=5 {
+            assert!(!metrics.denied("job-1", reached + second * i));
+        }
+        assert_eq!(series(&metrics, "clawproxy_denial_bursts_total"), 1);
+        // The window empties; a new burst, reached at the window's very edge, counts again.
+        let later = t0 + window * 3;
+        for i in 0..BURST_DENIALS - 1 {
+            assert!(!metrics.denied("job-1", later + second * i as u32));
+        }
+        assert!(metrics.denied("job-1", later + window));
+        assert_eq!(series(&metrics, "clawproxy_denial_bursts_total"), 2);
+        // Spread out wider than the window: never a burst.
+        let spread = Duration::from_millis(BURST_WINDOW_MS.unsigned_abs() + 1);
+        for i in 0..3 * BURST_DENIALS as u32 {
+            assert!(!metrics.denied("job-3", later + window * 3 + spread * i));
+        }
+        assert_eq!(series(&metrics, "clawproxy_denial_bursts_total"), 2);
+        // Bounded: no more timestamps per job than the threshold.
+        let signals = metrics.signals.lock().unwrap();
+        assert!(
+            signals
+                .denials
+                .values()
+                .all(|d| d.times.len() <= BURST_DENIALS)
+        );
+    }
+
+    #[test]
+    fn a_burst_is_forgotten_with_its_job() {
+        let metrics = Metrics::default();
+        let t0 = Instant::now();
+        for _ in 0..BURST_DENIALS {
+            metrics.denied("job-1", t0);
+        }
+        // Still inside its burst, the job would not count again; forgotten, it starts over.
+        metrics.forget("job-1");
+        assert!(
+            !metrics
+                .signals
+                .lock()
+                .unwrap()
+                .denials
+                .contains_key("job-1")
+        );
+        let counted: Vec<bool> = (0..BURST_DENIALS)
+            .map(|_| metrics.denied("job-1", t0))
+            .collect();
+        assert_eq!(counted.last(), Some(&true), "{counted:?}");
+        assert_eq!(series(&metrics, "clawproxy_denial_bursts_total"), 2);
+    }
+
+    #[test]
+    fn the_first_released_read_of_an_item_counts_once_per_job() {
+        let metrics = Metrics::default();
+        let first = "clawproxy_first_item_access_total";
+        assert_eq!(series(&metrics, first), 0);
+        // Not reads of an item: a write, a failed read, a read naming no item.
+        assert!(!metrics.released("job-1", "update_item", Some("A"), 200));
+        assert!(!metrics.released("job-1", "read_item", Some("A"), 404));
+        assert!(!metrics.released("job-1", "list_items", None, 200));
+        assert_eq!(series(&metrics, first), 0);
+        assert!(metrics.released("job-1", "read_item", Some("A"), 200));
+        assert!(!metrics.released("job-1", "read_item", Some("A"), 200));
+        assert!(!metrics.released("job-1", "read_file_content", Some("A"), 200));
+        assert_eq!(series(&metrics, first), 1);
+        // Another job, or another item: counts again.
+        assert!(metrics.released("job-2", "read_item", Some("A"), 200));
+        assert!(metrics.released("job-1", "read_file", Some("B"), 200));
+        assert_eq!(series(&metrics, first), 3);
+        // A forgotten job starts over.
+        metrics.forget("job-1");
+        assert!(metrics.released("job-1", "read_item", Some("A"), 200));
+        assert_eq!(series(&metrics, first), 4);
+    }
+
+    #[test]
+    fn item_memory_is_bounded_per_job() {
+        let metrics = Metrics::default();
+        for i in 0..MAX_ITEMS_PER_JOB + 10 {
+            assert!(metrics.released("job-1", "read_item", Some(&format!("i{i}")), 200));
+        }
+        let signals = metrics.signals.lock().unwrap();
+        assert_eq!(signals.items["job-1"].len(), MAX_ITEMS_PER_JOB);
+    }
+
+    #[test]
+    fn job_memory_is_bounded() {
+        let metrics = Metrics::default();
+        let now = Instant::now();
+        for i in 0..MAX_JOBS + 10 {
+            metrics.denied(&format!("job-{i}"), now);
+            metrics.released(&format!("job-{i}"), "read_item", Some("A"), 200);
+        }
+        let signals = metrics.signals.lock().unwrap();
+        assert_eq!(signals.denials.len(), MAX_JOBS);
+        assert_eq!(signals.items.len(), MAX_JOBS);
+        assert!(signals.items.contains_key(&format!("job-{}", MAX_JOBS + 9)));
     }
 }

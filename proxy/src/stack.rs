@@ -698,6 +698,7 @@ impl Proxy {
                     return match self.evidence.record(Some(identity), draft).await {
                         Ok(recorded) => {
                             self.metrics.answered("deny", operation.as_str(), started);
+                            self.metrics.denied(identity.job(), Instant::now());
                             info!(job = identity.job(), op = operation.as_str(), decision = "withhold", %rule, status = 403u16, duration_ms = started.elapsed().as_millis() as u64, "request");
                             with_receipt(respond::denied(&rule, &reason), &recorded.id)
                         }
@@ -749,6 +750,9 @@ impl Proxy {
         };
         let decision = Shadow::label(&shadow);
         self.metrics.answered(decision, operation.as_str(), started);
+        let item = op.item.as_deref();
+        self.metrics
+            .released(identity.job(), &op.name, item, status.as_u16());
         let rule = shadow.as_ref().map_or(rule.as_str(), |s| s.rule.as_str());
         info!(job = identity.job(), op = operation.as_str(), decision, %rule, status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request");
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -1454,6 +1458,7 @@ impl Proxy {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&claims.jti);
+                self.metrics.forget(&claims.job);
                 closed += 1;
             }
         }
@@ -1493,6 +1498,7 @@ impl Proxy {
         match self.evidence.record(Some(identity), draft).await {
             Ok(recorded) => {
                 self.metrics.answered("deny", &name, started);
+                self.metrics.denied(identity.job(), Instant::now());
                 info!(job = identity.job(), op = %name, decision = "deny", %rule, status = 403u16, duration_ms = started.elapsed().as_millis() as u64, "request");
                 with_receipt(respond::denied(&rule, &reason), &recorded.id)
             }

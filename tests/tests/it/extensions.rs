@@ -1,5 +1,5 @@
-//! Contract extensions through the proxy (issue 13): item allow-lists, rate limits and
-//! audit-only mode.
+//! Contract extensions through the proxy (issue 13): item allow-lists, rate limits,
+//! audit-only mode and the anomaly signals.
 
 use connect_sim::demo::{DEMO_API_ITEM_ID, DEMO_DB_ITEM_ID, DEMO_VAULT_ID};
 
@@ -219,4 +219,63 @@ async fn audit_only_lets_contract_denials_through_marked_and_keeps_safety_refusa
         "{}",
         reevaluated.reason
     );
+}
+
+/// One series of the admin `/metrics` text.
+async fn metric(stack: &Stack, name: &str) -> u64 {
+    let metrics = raw::send(
+        stack.proxy.admin,
+        b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = metrics.text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    line[name.len() + 1..].parse().unwrap()
+}
+
+#[tokio::test]
+async fn anomaly_signals_count_a_first_item_read_and_a_denial_burst() {
+    use claw_verifier::verify::BURST_DENIALS;
+
+    let (stack, token) = seed_stack().await;
+    let first = "clawproxy_first_item_access_total";
+    let bursts = "clawproxy_denial_bursts_total";
+    assert_eq!(
+        (metric(&stack, first).await, metric(&stack, bursts).await),
+        (0, 0)
+    );
+
+    // The DATABASE item read twice: one first access.
+    let read = connect(&stack, &token, "GET", &item_path(DEMO_DB_ITEM_ID)).await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    let first_seq = stack
+        .receipt(read.header("x-clawproxy-receipt").unwrap())
+        .seq;
+    let again = connect(&stack, &token, "GET", &item_path(DEMO_DB_ITEM_ID)).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(metric(&stack, first).await, 1);
+
+    // Denials up to the verifier's threshold: one burst; one more inside the window: still one.
+    for n in 1..=BURST_DENIALS + 1 {
+        let delete = connect(&stack, &token, "DELETE", &item_path(DEMO_DB_ITEM_ID)).await;
+        assert_eq!(delete.status, 403, "{}", delete.text());
+        let expected = u64::from(n >= BURST_DENIALS);
+        assert_eq!(metric(&stack, bursts).await, expected, "after {n} denials");
+    }
+    assert_eq!(metric(&stack, first).await, 1);
+
+    // The verifier's report names the same first read and the burst.
+    let bundle = close_and_bundle(&stack, "job-1").await;
+    let report = claw_verifier::verify::report(&verified_complete(&stack, &bundle));
+    let anomalies = report["anomalies"].as_array().unwrap();
+    let of_kind = |kind: &str| -> Vec<&serde_json::Value> {
+        anomalies.iter().filter(|a| a["kind"] == kind).collect()
+    };
+    let firsts = of_kind("first_item_access");
+    assert_eq!(firsts.len(), 1, "{anomalies:#?}");
+    assert_eq!(firsts[0]["receipts"], serde_json::json!([first_seq]));
+    assert_eq!(of_kind("denial_burst").len(), 1, "{anomalies:#?}");
 }

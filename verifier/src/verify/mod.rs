@@ -16,7 +16,7 @@ mod report;
 use claw_policy::trust::TrustStore;
 use sha2::{Digest, Sha256};
 
-pub use report::{REPORT_TYPE, add_contract_history, report};
+pub use report::{BURST_DENIALS, BURST_WINDOW_MS, REPORT_TYPE, add_contract_history, report};
 
 use crate::bundle::{self, Bundle};
 use context::Ctx;

@@ -11,10 +11,11 @@ use crate::receipt::{Kind, Receipt, ts_millis};
 /// Report type.
 pub const REPORT_TYPE: &str = "clawproxy/verification-report/v1";
 
-/// Denials this close together (ms) count as a burst.
-const BURST_WINDOW_MS: i64 = 60_000;
-/// How many denials in one window make a burst.
-const BURST_DENIALS: usize = 3;
+/// Denials this close together (ms) count as a burst. The proxy's
+/// `clawproxy_denial_bursts_total` uses the same window, so the two cannot disagree.
+pub const BURST_WINDOW_MS: i64 = 60_000;
+/// How many denials in one window make a burst (also the proxy metric's threshold).
+pub const BURST_DENIALS: usize = 3;
 
 /// The report of a verification.
 pub fn report(v: &Verification) -> Value {
@@ -237,6 +238,36 @@ fn anomalies(receipts: &[Receipt]) -> Vec<Value> {
             "receipts": seqs,
         }));
     }
+    out.extend(first_item_access(receipts));
+    out
+}
+
+/// Operations that read an item (or one of its files) when they name it.
+const ITEM_READS: [&str; 3] = ["read_item", "read_file", "read_file_content"];
+
+/// One `first_item_access` per distinct item the job read (allowed, answer released), naming
+/// the receipt of its first read; the proxy counts the same as
+/// `clawproxy_first_item_access_total`.
+fn first_item_access(receipts: &[Receipt]) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for r in receipts {
+        if let (Some(op), Some(d), Some(resp)) = (&r.op, &r.decision, &r.resp)
+            && r.kind == Kind::Call
+            && ITEM_READS.contains(&op.name.as_str())
+            && d.allow
+            && resp.released
+            && (200..300).contains(&resp.status)
+            && let Some(item) = &op.item
+            && seen.insert((r.job.as_str(), item.as_str()))
+        {
+            out.push(json!({
+                "kind": "first_item_access",
+                "message": format!("first read of item {item} by this job"),
+                "receipts": [r.seq],
+            }));
+        }
+    }
     out
 }
 
@@ -263,4 +294,89 @@ pub fn add_contract_history(report: &mut Value, registry: &claw_policy::registry
         .collect();
     report["contract"]["previous_hash"] = json!(previous);
     report["contract"]["changes"] = json!(changes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call receipt: `op` on `item`, allowed or not, with an answer of `status` released or
+    /// withheld (`None`: no answer).
+    fn call(
+        seq: u64,
+        second: u64,
+        op: &str,
+        item: Option<&str>,
+        allow: bool,
+        answer: Option<(u16, bool)>,
+    ) -> Receipt {
+        let mut r = json!({
+            "id": format!("r{seq}"), "job": "job-1", "job_prev": "", "job_seq": seq,
+            "kind": "call", "log": "clawproxy/test", "prev": "", "proxy": "p", "seq": seq,
+            "ts": format!("2026-11-23T10:{:02}:{:02}.000Z", second / 60, second % 60), "v": 1,
+            "op": {"integration": "onepassword", "name": op},
+            "decision": {"allow": allow, "reason": "r", "rule": "r"},
+        });
+        if let Some(item) = item {
+            r["op"]["item"] = json!(item);
+        }
+        if let Some((status, released)) = answer {
+            r["resp"] =
+                json!({"body_hash": "", "bytes": 1, "released": released, "status": status});
+        }
+        serde_json::from_value(r).unwrap()
+    }
+
+    fn of_kind<'a>(anomalies: &'a [Value], kind: &str) -> Vec<&'a Value> {
+        anomalies.iter().filter(|a| a["kind"] == kind).collect()
+    }
+
+    #[test]
+    fn first_item_access_names_each_items_first_released_read() {
+        let receipts = [
+            // Refused and withheld reads are not reads of the item.
+            call(0, 0, "read_item", Some("A"), false, None),
+            call(1, 1, "read_item", Some("A"), false, Some((200, false))),
+            call(2, 2, "read_item", Some("A"), true, Some((404, true))),
+            call(3, 3, "read_item", Some("A"), true, Some((200, true))),
+            call(4, 4, "read_item", Some("A"), true, Some((200, true))),
+            call(
+                5,
+                5,
+                "read_file_content",
+                Some("B"),
+                true,
+                Some((200, true)),
+            ),
+            call(6, 6, "update_item", Some("C"), true, Some((200, true))),
+            call(7, 7, "read_item", Some("B"), true, Some((200, true))),
+        ];
+        let anomalies = anomalies(&receipts);
+        let first = of_kind(&anomalies, "first_item_access");
+        assert_eq!(first.len(), 2, "{anomalies:#?}");
+        assert_eq!(first[0]["receipts"], json!([3]));
+        assert_eq!(first[0]["message"], "first read of item A by this job");
+        assert_eq!(first[1]["receipts"], json!([5]));
+        assert_eq!(first[1]["message"], "first read of item B by this job");
+    }
+
+    #[test]
+    fn a_denial_burst_needs_the_threshold_within_the_window() {
+        let window = u64::try_from(BURST_WINDOW_MS / 1000).unwrap();
+        let deny = |seq, second| call(seq, second, "delete_item", Some("A"), false, None);
+        // One short of the threshold inside the window, the last one just outside it.
+        let mut receipts: Vec<Receipt> =
+            (0..BURST_DENIALS as u64 - 1).map(|s| deny(s, 0)).collect();
+        receipts.push(deny(BURST_DENIALS as u64, window + 1));
+        assert!(of_kind(&anomalies(&receipts), "denial_burst").is_empty());
+        receipts.pop();
+        receipts.push(deny(BURST_DENIALS as u64, window));
+        let anomalies = anomalies(&receipts);
+        let bursts = of_kind(&anomalies, "denial_burst");
+        assert_eq!(bursts.len(), 1, "{anomalies:#?}");
+        assert_eq!(
+            bursts[0]["receipts"].as_array().unwrap().len(),
+            BURST_DENIALS
+        );
+    }
 }
