@@ -32,6 +32,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use crate::auth::Identity;
 use crate::drain::Watcher;
+use crate::receipt::Req;
 use crate::respond::{self, Body};
 use crate::stack::{Proxy, Target};
 
@@ -83,6 +84,7 @@ async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr
     let mut watcher = proxy.drain.watcher();
     let _ = stream.set_nodelay(true);
     let connection = Arc::new(Connection::default());
+    let state = connection.clone();
     let service = {
         let proxy = proxy.clone();
         service_fn(move |request| {
@@ -106,7 +108,21 @@ async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr
     };
     if let Err(error) = served {
         if error.is_parse() || error.is_parse_too_large() {
-            proxy.record_malformed(peer, &error.to_string()).await;
+            let identity = state
+                .identity
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let reason = error.to_string();
+            proxy
+                .record_malformed(
+                    identity.as_deref(),
+                    peer,
+                    &Req::default(),
+                    &reason,
+                    Instant::now(),
+                )
+                .await;
         }
         debug!(%error, "connection ended with an error");
     }
@@ -256,19 +272,23 @@ async fn intercept(
             // ends. rustls errors name what was wrong, never the bytes that were sent.
             debug!(%error, host = %target.host, "TLS handshake refused");
             let reason = format!("TLS handshake refused: {error}");
+            let req = target.req(&Method::CONNECT);
             proxy
-                .record_refused_handshake(&identity, peer, &target, &reason, started)
+                .record_malformed(Some(&identity), peer, &req, &reason, started)
                 .await;
             return;
         }
         Err(_) => {
             let reason = format!("no TLS handshake within {} ms", deadline.as_millis());
+            let req = target.req(&Method::CONNECT);
             proxy
-                .record_refused_handshake(&identity, peer, &target, &reason, started)
+                .record_malformed(Some(&identity), peer, &req, &reason, started)
                 .await;
             return;
         }
     };
+    let job = identity.clone();
+    let tunnel = target.clone();
     let service = {
         let proxy = proxy.clone();
         service_fn(move |request: Request<Incoming>| {
@@ -307,7 +327,12 @@ async fn intercept(
     };
     if let Err(error) = served {
         if error.is_parse() || error.is_parse_too_large() {
-            proxy.record_malformed(peer, &error.to_string()).await;
+            // Inside the tunnel the job is known: the receipt goes under it.
+            let req = tunnel.req(&Method::CONNECT);
+            let reason = error.to_string();
+            proxy
+                .record_malformed(Some(&job), peer, &req, &reason, Instant::now())
+                .await;
         }
         debug!(%error, "intercepted connection ended with an error");
     }

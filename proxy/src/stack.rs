@@ -181,7 +181,7 @@ impl Target {
         Ok(())
     }
 
-    fn req(&self, method: &Method) -> Req {
+    pub(crate) fn req(&self, method: &Method) -> Req {
         Req {
             method: method.as_str().to_owned(),
             scheme: self.scheme.to_owned(),
@@ -1319,47 +1319,22 @@ impl Proxy {
         .await
     }
 
-    /// Records a request hyper refused before it reached a handler (bad framing, oversize
-    /// head): no identity is known, so it goes under [`UNAUTHENTICATED`].
-    pub async fn record_malformed(&self, peer: SocketAddr, reason: &str) {
-        let draft = self.draft(
-            Kind::Call,
-            peer,
-            &Req::default(),
-            &Op::unknown("none", "unknown"),
-            false,
-            "malformed_request",
-            reason,
-            None,
-            Instant::now(),
-        );
-        let _ = self.evidence.record(None, draft).await;
-        self.metrics.request("deny", "malformed");
-        info!(
-            op = "unknown",
-            decision = "deny",
-            rule = "malformed_request",
-            status = 400u16,
-            "request"
-        );
-    }
-
-    /// Records the failed TLS handshake of an intercepted tunnel (a ClientHello naming another
-    /// host or none, bytes that are not TLS, no ClientHello in time) as a malformed request of
-    /// the job whose CONNECT opened it. There is no HTTP answer to give: the handshake ended in
-    /// an alert or a close. `reason` must not quote the client's bytes.
-    pub async fn record_refused_handshake(
+    /// Receipts what was refused before a handler saw it: a request hyper could not parse (bad
+    /// framing, an oversize head) or a TLS handshake that failed inside an intercepted tunnel.
+    /// `identity` is the connection's job when it authenticated; otherwise the receipt goes
+    /// under [`UNAUTHENTICATED`].
+    pub async fn record_malformed(
         &self,
-        identity: &Identity,
+        identity: Option<&Identity>,
         peer: SocketAddr,
-        target: &Target,
+        req: &Req,
         reason: &str,
         started: Instant,
     ) {
         let draft = self.draft(
             Kind::Call,
             peer,
-            &target.req(&Method::CONNECT),
+            req,
             &Op::unknown("none", "unknown"),
             false,
             "malformed_request",
@@ -1367,12 +1342,12 @@ impl Proxy {
             None,
             started,
         );
-        if let Err(error) = self.evidence.record(Some(identity), draft).await {
-            warn!(%error, "refused handshake receipt failed");
+        if let Err(error) = self.evidence.record(identity, draft).await {
+            warn!(%error, "malformed-request receipt failed");
         }
         self.metrics.request("deny", "malformed");
         info!(
-            job = identity.job(),
+            job = identity.map_or(UNAUTHENTICATED, |i| i.job()),
             op = "unknown",
             decision = "deny",
             rule = "malformed_request",

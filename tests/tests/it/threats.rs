@@ -358,6 +358,36 @@ mod framing {
         denied(&stack, &token, &recorder, &big, 431, MALFORMED).await;
     }
 
+    #[tokio::test]
+    async fn a_broken_request_after_authentication_is_receipted_under_the_job() {
+        use tokio::io::AsyncWriteExt;
+        let (stack, token, recorder) = recorded().await;
+        let mut stream = tokio::net::TcpStream::connect(stack.addr()).await.unwrap();
+        let read = fill("GET {url} HTTP/1.1\r\n{host}{auth}\r\n", &token);
+        stream.write_all(read.as_bytes()).await.unwrap();
+        assert_eq!(raw::read_response(&mut stream).await.status, 200);
+        let before = stack.receipts().len();
+        // The same connection, now without credentials: hyper refuses the head itself.
+        let broken = fill(
+            "GET {url} HTTP/1.1\r\n{host}X-A: 1\r\n folded\r\n\r\n",
+            &token,
+        );
+        stream.write_all(broken.as_bytes()).await.unwrap();
+        assert_eq!(raw::read_response(&mut stream).await.status, 400);
+        claw_tests::eventually("the malformed-request receipt", || {
+            stack.receipts().len() > before
+        })
+        .await;
+        let receipt = &stack.receipts()[before];
+        let rule = receipt.decision.as_ref().map(|d| d.rule.as_str());
+        assert_eq!(
+            (receipt.job.as_str(), rule),
+            ("job-1", Some(MALFORMED)),
+            "the connection's identity names the job"
+        );
+        assert_eq!(recorder.count(), 1, "only the good read was forwarded");
+    }
+
     /// Chunked bodies hyper cannot decode. Refused (400, or hyper's own 400 before a handler
     /// runs), receipted and never forwarded.
     const BAD_CHUNKS: &[&str] = &[
