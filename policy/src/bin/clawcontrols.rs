@@ -210,36 +210,14 @@ enum Command {
     ///
     /// Exit codes: 0 approved, 2 unknown, expired or already decided id, or NAME not an approver.
     #[command(verbatim_doc_comment)]
-    Approve {
-        /// The id from `clawcontrols approvals` (apr_…).
-        request_id: String,
-        /// Your name, as the contract's approvers list it.
-        #[arg(long = "as", value_name = "NAME")]
-        by: String,
-        /// A note kept with the decision.
-        #[arg(long)]
-        reason: Option<String>,
-        #[command(flatten)]
-        data: DataDirArg,
-    },
+    Approve(Decide),
     /// Deny a held request: the agent gets 403 (rule approvals), receipted with who denied.
     ///
     /// Example: clawcontrols deny apr_5d0f… --as alice --reason "not during the freeze"
     ///
     /// Exit codes: 0 denied, 2 unknown, expired or already decided id, or NAME not an approver.
     #[command(verbatim_doc_comment)]
-    Deny {
-        /// The id from `clawcontrols approvals` (apr_…).
-        request_id: String,
-        /// Your name, as the contract's approvers list it.
-        #[arg(long = "as", value_name = "NAME")]
-        by: String,
-        /// Why (shown to nobody but the receipt and the reviewer).
-        #[arg(long)]
-        reason: Option<String>,
-        #[command(flatten)]
-        data: DataDirArg,
-    },
+    Deny(Decide),
     /// Serve the registry read-only over HTTP (axum).
     ///
     /// GET /v1/contracts                  names, versions, active hash
@@ -261,6 +239,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The arguments of `approve` and `deny`.
+#[derive(Debug, clap::Args)]
+struct Decide {
+    /// The id from `clawcontrols approvals` (apr_…).
+    request_id: String,
+    /// Your name, as the contract's approvers list it.
+    #[arg(long = "as", value_name = "NAME")]
+    by: String,
+    /// A note kept with the decision (a denial's shows in the agent's 403 and the receipt).
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    data: DataDirArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -415,30 +408,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Approvals { data, json } => approvals::list(&DataDir::new(&data.data_dir), json),
-        Command::Approve {
-            request_id,
-            by,
-            reason,
-            data,
-        } => approvals::decide(
-            &DataDir::new(&data.data_dir),
-            &request_id,
-            &by,
-            true,
-            reason,
-        ),
-        Command::Deny {
-            request_id,
-            by,
-            reason,
-            data,
-        } => approvals::decide(
-            &DataDir::new(&data.data_dir),
-            &request_id,
-            &by,
-            false,
-            reason,
-        ),
+        Command::Approve(decide) => approvals::decide(decide, true),
+        Command::Deny(decide) => approvals::decide(decide, false),
         Command::Serve { listen, data, json } => {
             if !listen.ip().is_loopback() {
                 return Err(InputError::Plain(format!(

@@ -199,32 +199,8 @@ fn a_held_request_waits_for_an_approver_in_another_process_and_times_out_without
     run_ok("clawscope", &["revoke", "--job", JOB, "--data-dir", dir]);
     // Stopping signs the final checkpoint, so the bundle covers every receipt.
     assert!(proxy.proc.terminate().success());
-    let bundle = work.path().join("job.bundle.json");
-    run_ok(
-        "clawverify",
-        &[
-            "bundle",
-            "--job",
-            JOB,
-            "-o",
-            bundle.to_str().unwrap(),
-            "--data-dir",
-            dir,
-        ],
-    );
-    let trust = data.join("trust.json");
-    let report: Value = serde_json::from_str(&run_ok(
-        "clawverify",
-        &[
-            "verify",
-            bundle.to_str().unwrap(),
-            "--trust",
-            trust.to_str().unwrap(),
-            "--json",
-        ],
-    ))
-    .unwrap();
-    assert_eq!(report["verdict"], "pass", "{report:#}");
+    // Verified offline (exit 0: every check, semantics.reevaluate included, passed).
+    let bundle = support::bundle_and_verify(&data, JOB, work.path());
     let receipts: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
     let approvals: Vec<(bool, String, Option<String>)> = receipts["receipts"]
         .as_array()

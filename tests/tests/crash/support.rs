@@ -611,8 +611,8 @@ pub(crate) fn read_log(data: &Path) -> LogContents {
 }
 
 /// `clawverify bundle --job <job> --include-live-token` then `clawverify verify` against the
-/// data dir's trust.json: both must exit 0.
-pub(crate) fn bundle_and_verify(data: &Path, job: &str, out: &Path) {
+/// data dir's trust.json: both must exit 0. Returns the bundle's path.
+pub(crate) fn bundle_and_verify(data: &Path, job: &str, out: &Path) -> PathBuf {
     let dir = data.to_str().expect("a UTF-8 path");
     let bundle = out.join(format!("{job}.bundle.json"));
     let bundle_path = bundle.to_str().expect("a UTF-8 path");
@@ -642,6 +642,7 @@ pub(crate) fn bundle_and_verify(data: &Path, job: &str, out: &Path) {
         ],
     );
     eprintln!("clawverify verify: {}", report.lines().next().unwrap_or(""));
+    bundle
 }
 
 /// Appends bytes to a file (a torn tail made on purpose, as a crash mid-write leaves one).

@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use claw_policy::approval::{Approvals, HeldRequest};
 use claw_policy::datadir::DataDir;
 
+use crate::Decide;
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -37,21 +39,21 @@ pub(crate) fn list(dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Approves or denies one held request as `by`.
-pub(crate) fn decide(
-    dir: &DataDir,
-    id: &str,
-    by: &str,
-    approve: bool,
-    reason: Option<String>,
-) -> anyhow::Result<ExitCode> {
-    let store = Approvals::new(dir);
+/// Approves or denies one held request.
+pub(crate) fn decide(args: Decide, approve: bool) -> anyhow::Result<ExitCode> {
+    let store = Approvals::new(&DataDir::new(&args.data.data_dir));
+    let id = &args.request_id;
     let held = store.get(id).ok();
-    let verdict = store.decide(id, by, approve, reason, now_ms())?;
+    let verdict = store.decide(id, &args.by, approve, args.reason, now_ms())?;
     let what = held.map_or_else(String::new, |h| {
         format!(" ({} {} for job {})", h.method, h.path, h.job)
     });
-    println!("{} {}{what} as {by}", verdict.outcome.as_str(), verdict.id);
+    println!(
+        "{} {}{what} as {}",
+        verdict.outcome.as_str(),
+        verdict.id,
+        args.by
+    );
     Ok(ExitCode::SUCCESS)
 }
 
