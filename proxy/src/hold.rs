@@ -130,3 +130,142 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claw_policy::contract::{OnTimeout, Operation};
+    use claw_policy::datadir::DataDir;
+
+    fn rule(timeout_seconds: u64) -> ApprovalRule {
+        ApprovalRule {
+            operations: vec![Operation::ReadItem],
+            vaults: vec![],
+            items: vec![],
+            approvers: vec!["alice".into()],
+            timeout_seconds,
+            on_timeout: OnTimeout::Deny,
+        }
+    }
+
+    fn held(rule: &ApprovalRule) -> HeldRequest {
+        let now = now_ms();
+        HeldRequest {
+            id: Approvals::new_id(),
+            job: "job-1".into(),
+            wpc: "blake3:00".into(),
+            rule: 0,
+            approvers: rule.approvers.clone(),
+            operation: "read_item".into(),
+            method: "GET".into(),
+            host: "connect.example".into(),
+            path: "/v1/vaults/v/items/i".into(),
+            query: None,
+            body_hash: None,
+            vault: Some("v".into()),
+            vault_name: None,
+            item: Some("i".into()),
+            item_title: None,
+            category: None,
+            requested_ms: now,
+            expires_ms: now + rule.timeout_seconds * 1000,
+        }
+    }
+
+    /// Holds a request while `act` plays the person (once the request is listed); the outcome.
+    async fn decided_by(
+        rule: ApprovalRule,
+        act: impl FnOnce(&Approvals, &HeldRequest) + Send + 'static,
+    ) -> Result<Verdict, NotApproved> {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Approvals::new(&DataDir::new(tmp.path()));
+        let held = held(&rule);
+        let person = {
+            let (store, held) = (store.clone(), held.clone());
+            tokio::spawn(async move {
+                while store.get(&held.id).is_err() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                act(&store, &held);
+            })
+        };
+        let outcome = hold(&store, &Metrics::default(), &held, &rule).await;
+        person.await.unwrap();
+        assert!(store.get(&held.id).is_err(), "the request file is removed");
+        outcome
+    }
+
+    #[tokio::test]
+    async fn an_approvers_approval_releases_the_request() {
+        let verdict = decided_by(rule(60), |store, held| {
+            store
+                .decide(&held.id, "alice", true, None, now_ms())
+                .unwrap();
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (verdict.outcome, verdict.by.as_deref()),
+            (Outcome::Approved, Some("alice"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denial_or_silence_refuses_it() {
+        let denied = decided_by(rule(60), |store, held| {
+            store
+                .decide(&held.id, "alice", false, Some("no".into()), now_ms())
+                .unwrap();
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(denied.reason(&rule(60)), "approval denied by alice: no");
+        let silence = decided_by(rule(1), |_, _| {}).await.unwrap_err();
+        assert!(matches!(&silence, NotApproved::Refused(v) if v.outcome == Outcome::Timeout));
+        assert!(
+            silence
+                .reason(&rule(1))
+                .contains("nobody decided within 1 s")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_decision_about_an_edited_request_file_is_refused() {
+        // Someone rewrites the held request on disk (another path), then approves that.
+        let refused = decided_by(rule(60), |store, held| {
+            let mut edited = held.clone();
+            edited.path = "/v1/vaults/v/items/other".into();
+            store.hold(&edited).unwrap();
+            store
+                .decide(&held.id, "alice", true, None, now_ms())
+                .unwrap();
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            refused
+                .reason(&rule(60))
+                .contains("is not for the request held")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_decision_by_someone_the_contract_does_not_name_is_refused() {
+        // The file on disk names mallory as an approver; the contract in memory does not.
+        let refused = decided_by(rule(60), |store, held| {
+            let mut edited = held.clone();
+            edited.approvers.push("mallory".into());
+            store.hold(&edited).unwrap();
+            store
+                .decide(&held.id, "mallory", true, None, now_ms())
+                .unwrap();
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            refused
+                .reason(&rule(60))
+                .contains("not by one of its approvers")
+        );
+    }
+}
