@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use claw_fleet::{RevocationFeed, Revoked};
 use claw_policy::contract::{Contract, ToolScope};
 use claw_policy::datadir::DataDir;
 use claw_tokens::scope::ScopeStore;
@@ -101,6 +102,49 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Why a request's credentials were not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// What to tell the agent.
+    pub reason: String,
+    /// The revocation list could not be confirmed: the token may be good, but nothing passes
+    /// until it can (503, not 407: the agent's credentials are not the problem).
+    pub unavailable: bool,
+}
+
+impl Refused {
+    fn credentials(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            unavailable: false,
+        }
+    }
+}
+
+impl From<claw_tokens::TokenError> for Refused {
+    fn from(error: claw_tokens::TokenError) -> Self {
+        Self {
+            unavailable: matches!(error, claw_tokens::TokenError::RevocationsUnavailable),
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// A fleet's revocations as the token verifier asks for them.
+struct FleetRevocations(Arc<RevocationFeed>);
+
+impl claw_tokens::token::Revocations for FleetRevocations {
+    fn check(&self, jti: &str, job: &str) -> Result<(), claw_tokens::TokenError> {
+        match self.0.check(jti, job, claw_tokens::now()) {
+            Ok(None) => Ok(()),
+            Ok(Some(Revoked::Jti)) => Err(claw_tokens::TokenError::Revoked(jti.to_owned())),
+            Ok(Some(Revoked::Job)) => Err(claw_tokens::TokenError::JobRevoked(job.to_owned())),
+            // Fail closed: a list not confirmed lately may be missing a revocation.
+            Err(_) => Err(claw_tokens::TokenError::RevocationsUnavailable),
+        }
+    }
+}
+
 /// Verifies tokens against the data dir's trust store, registry and revocations.
 pub struct Auth {
     verifier: claw_tokens::Verifier,
@@ -116,6 +160,15 @@ impl Auth {
         })
     }
 
+    /// Also refuses what the fleet's revocation list names, and every token while that list
+    /// cannot be confirmed.
+    pub fn with_fleet(mut self, feed: Arc<RevocationFeed>) -> Self {
+        self.verifier = self
+            .verifier
+            .with_shared_revocations(Arc::new(FleetRevocations(feed)));
+        self
+    }
+
     /// The proxy id tokens must name as their audience.
     pub fn audience(&self) -> &str {
         self.verifier.audience()
@@ -123,22 +176,24 @@ impl Auth {
 
     /// Verifies presented credentials into an identity, or says why not. The bool says
     /// whether the signature check came from the cache.
-    pub fn authenticate(&self, presented: &Presented) -> Result<(Arc<Identity>, bool), String> {
-        let (claims, cached) = self
-            .verifier
-            .verify(&presented.token, claw_tokens::now())
-            .map_err(|e| e.to_string())?;
+    pub fn authenticate(&self, presented: &Presented) -> Result<(Arc<Identity>, bool), Refused> {
+        let (claims, cached) = self.verifier.verify(&presented.token, claw_tokens::now())?;
         if let Some(user) = &presented.user
             && *user != claims.job
         {
-            return Err(claw_tokens::TokenError::JobMismatch { user: user.clone() }.to_string());
+            return Err(claw_tokens::TokenError::JobMismatch { user: user.clone() }.into());
         }
         let contract = self
             .verifier
             .contracts
             .contract(&claims.wpc)
-            .ok_or_else(|| format!("pinned contract {} is unknown here", claims.wpc))?;
-        let scope = self.scopes.get(&claims.scope).map_err(|e| e.to_string())?;
+            .ok_or_else(|| {
+                Refused::credentials(format!("pinned contract {} is unknown here", claims.wpc))
+            })?;
+        let scope = self
+            .scopes
+            .get(&claims.scope)
+            .map_err(|e| Refused::credentials(e.to_string()))?;
         Ok((
             Arc::new(Identity {
                 token: presented.token.clone(),
@@ -151,15 +206,13 @@ impl Auth {
     }
 
     /// Checks an identity is still good (not expired, not revoked).
-    pub fn recheck(&self, identity: &Identity) -> Result<(), String> {
+    pub fn recheck(&self, identity: &Identity) -> Result<(), Refused> {
         self.recheck_claims(&identity.claims)
     }
 
     /// Checks claims are still good (not expired, not revoked).
-    pub fn recheck_claims(&self, claims: &claw_tokens::Claims) -> Result<(), String> {
-        self.verifier
-            .recheck(claims, claw_tokens::now())
-            .map_err(|e| e.to_string())
+    pub fn recheck_claims(&self, claims: &claw_tokens::Claims) -> Result<(), Refused> {
+        Ok(self.verifier.recheck(claims, claw_tokens::now())?)
     }
 }
 

@@ -67,6 +67,21 @@ pub struct Config {
     /// Receipt log tuning.
     #[serde(default)]
     pub log: LogTuning,
+    /// Fleet mode: `postgres://user@host:port/db`, where several proxies share revocations
+    /// and rate-limit budgets. Defaults to none: this proxy's data dir and memory.
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+/// Command-line values that replace the file's.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--admin`.
+    pub admin: Option<String>,
+    /// `--state`.
+    pub state: Option<String>,
 }
 
 /// A configured upstream: the name agents use and where the server really is.
@@ -213,15 +228,17 @@ impl Config {
     /// Applies command-line overrides and checks the result again.
     pub fn with_overrides(
         mut self,
-        listen: Option<String>,
-        admin: Option<String>,
+        overrides: Overrides,
         path: &Path,
     ) -> Result<Self, ConfigError> {
-        if let Some(listen) = listen {
+        if let Some(listen) = overrides.listen {
             self.listen = listen;
         }
-        if let Some(admin) = admin {
+        if let Some(admin) = overrides.admin {
             self.admin = admin;
+        }
+        if let Some(state) = overrides.state {
+            self.state = Some(state);
         }
         self.check().map_err(|(key, message)| ConfigError::Key {
             path: path.to_owned(),
@@ -242,6 +259,10 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), (String, String)> {
+        if let Some(url) = &self.state {
+            // The message never repeats the URL: it may hold a password.
+            claw_fleet::parse_url(url).map_err(|e| ("state".to_owned(), e.to_string()))?;
+        }
         for (key, addr) in [("listen", &self.listen), ("admin", &self.admin)] {
             addr.parse::<SocketAddr>().map_err(|_| {
                 (
@@ -365,6 +386,8 @@ mod tests {
                 "upstream[0].token_env",
             ),
             ("[limits]\nmax_headers = 2", "limits.max_headers"),
+            ("state = 5", "state"),
+            ("state = \"mysql://u:pw@db/x\"", "state"),
         ];
         for (text, key) in cases {
             match load(text) {
@@ -373,5 +396,21 @@ mod tests {
             }
         }
         assert!(matches!(load("listen = "), Err(ConfigError::Toml { .. })));
+    }
+
+    #[test]
+    fn a_state_url_is_checked_without_being_repeated() {
+        let config = load("state = \"postgres://claw@127.0.0.1:5432/claw\"").unwrap();
+        assert_eq!(
+            config.state.as_deref(),
+            Some("postgres://claw@127.0.0.1:5432/claw")
+        );
+        let err = load("state = \"mysql://claw:hunter2@db/claw\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("postgres://") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 }

@@ -178,13 +178,13 @@ fn authenticate(
         proxy
             .auth
             .recheck(identity)
-            .map_err(|reason| respond::proxy_auth_required(&reason))?;
+            .map_err(|refused| respond::auth_refused(&refused))?;
         return Ok(identity.clone());
     }
     let (identity, cached) = proxy
         .auth
         .authenticate(&presented)
-        .map_err(|reason| respond::proxy_auth_required(&reason))?;
+        .map_err(|refused| respond::auth_refused(&refused))?;
     let counter = if cached {
         &proxy.metrics.token_cache_hits
     } else {
@@ -297,8 +297,8 @@ async fn intercept(
             let target = target.clone();
             async move {
                 let started = Instant::now();
-                if let Err(reason) = proxy.auth.recheck(&identity) {
-                    return Ok::<_, Infallible>(respond::proxy_auth_required(&reason));
+                if let Err(refused) = proxy.auth.recheck(&identity) {
+                    return Ok::<_, Infallible>(respond::auth_refused(&refused));
                 }
                 let response = match target.inner(&request) {
                     Ok(inner) => {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use claw_policy::datadir::DataDir;
-use claw_proxy::config::Config;
+use claw_proxy::config::{Config, Overrides};
 
 /// The enforcing forward proxy for AI agents that handle secrets.
 ///
@@ -56,6 +56,12 @@ enum Command {
         /// Override `admin` from the config.
         #[arg(long)]
         admin: Option<String>,
+        /// Fleet mode: share revocations and rate-limit budgets with other proxies through
+        /// PostgreSQL (overrides `state` from the config).
+        ///
+        /// Example: --state postgres://claw@10.0.0.5:5432/claw
+        #[arg(long, env = "CLAW_STATE", hide_env_values = true)]
+        state: Option<String>,
     },
     /// Load and check the config, then exit (0 valid, 2 invalid).
     ///
@@ -143,10 +149,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             listen,
             admin,
+            state,
         } => {
             let dir = DataDir::new(&data.data_dir);
             let path = config.unwrap_or_else(|| dir.config());
-            let config = Config::load(&path)?.with_overrides(listen, admin, &path)?;
+            let overrides = Overrides {
+                listen,
+                admin,
+                state,
+            };
+            let config = Config::load(&path)?.with_overrides(overrides, &path)?;
             init_tracing();
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {

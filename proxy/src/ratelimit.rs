@@ -2,13 +2,63 @@
 //! class (reads, writes), one refilled per second (sized by `burst`), one per hour. A request
 //! is admitted only when both have a token, and then takes one from each.
 //!
-//! Buckets live in memory: a restart refills them, and each proxy of a fleet counts its own.
+//! A lone proxy keeps its buckets in memory ([`RateLimiter`]; a restart refills them). A
+//! fleet keeps them in PostgreSQL ([`claw_fleet::Fleet::take`]), so a job's budget is spent
+//! once across every proxy; both size buckets with [`buckets`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use claw_fleet::{Fleet, FleetError};
 use claw_policy::contract::Rate;
+
+/// Where budgets are kept.
+pub enum Budgets {
+    /// In this proxy's memory.
+    Local(RateLimiter),
+    /// In the fleet's database, shared with every proxy using it.
+    Fleet(Fleet),
+}
+
+impl Budgets {
+    /// Takes one request of `class` from `job`'s budget under `rate`: `Ok(Err(wait))` when
+    /// there is no room; `Err` when a fleet's budget cannot be reached (the caller refuses).
+    pub async fn admit(
+        &self,
+        job: &str,
+        class: Class,
+        rate: &Rate,
+    ) -> Result<Result<(), Duration>, FleetError> {
+        match self {
+            Budgets::Local(limiter) => Ok(limiter.admit(job, class, rate, Instant::now())),
+            Budgets::Fleet(fleet) => {
+                // Classes hold no ':', so the key is unambiguous whatever the job id.
+                let key = format!("{}:{job}", class.as_str());
+                let wait = fleet.take(&key, &buckets(rate)).await?;
+                Ok(if wait.is_zero() { Ok(()) } else { Err(wait) })
+            }
+        }
+    }
+}
+
+/// The buckets a rate asks for: per second (holding `burst`, default the rate) and per hour.
+pub fn buckets(rate: &Rate) -> Vec<claw_fleet::Bucket> {
+    let mut buckets = Vec::new();
+    if let Some(per_second) = rate.per_second {
+        buckets.push(claw_fleet::Bucket {
+            capacity: f64::from(rate.burst.unwrap_or(per_second)),
+            per_second: f64::from(per_second),
+        });
+    }
+    if let Some(per_hour) = rate.per_hour {
+        buckets.push(claw_fleet::Bucket {
+            capacity: f64::from(per_hour),
+            per_second: f64::from(per_hour) / 3600.0,
+        });
+    }
+    buckets
+}
 
 /// Reads or writes: counted apart, as 1Password's own limits are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,17 +122,12 @@ struct Budget {
 
 impl Budget {
     fn new(rate: &Rate, now: Instant) -> Self {
-        let mut buckets = Vec::new();
-        if let Some(per_second) = rate.per_second {
-            let burst = rate.burst.unwrap_or(per_second);
-            buckets.push(Bucket::new(burst, f64::from(per_second), now));
-        }
-        if let Some(per_hour) = rate.per_hour {
-            buckets.push(Bucket::new(per_hour, f64::from(per_hour) / 3600.0, now));
-        }
         Self {
             rate: *rate,
-            buckets,
+            buckets: buckets(rate)
+                .into_iter()
+                .map(|size| Bucket::new(size, now))
+                .collect(),
             used: now,
         }
     }
@@ -114,11 +159,11 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(capacity: u32, per_second: f64, now: Instant) -> Self {
+    fn new(size: claw_fleet::Bucket, now: Instant) -> Self {
         Self {
-            capacity: f64::from(capacity),
-            per_second,
-            tokens: f64::from(capacity),
+            capacity: size.capacity,
+            per_second: size.per_second,
+            tokens: size.capacity,
             refilled: now,
         }
     }

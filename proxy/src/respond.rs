@@ -36,6 +36,28 @@ pub fn proxy_auth_required(reason: &str) -> Response<Body> {
     response
 }
 
+/// 407 for refused credentials; 503 when they could not be checked (fail closed).
+pub fn auth_refused(refused: &crate::auth::Refused) -> Response<Body> {
+    if refused.unavailable {
+        state_unavailable(&refused.reason)
+    } else {
+        proxy_auth_required(&refused.reason)
+    }
+}
+
+/// 503 with `Retry-After: 1`: state the decision needs (revocations, a fleet's budgets) cannot
+/// be confirmed now, so nothing passes until it can.
+pub fn state_unavailable(reason: &str) -> Response<Body> {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("clawproxy cannot decide now; retry shortly: {reason}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+    response
+}
+
 /// 403: a contract rule refused the request.
 pub fn denied(rule: &str, reason: &str) -> Response<Body> {
     error(

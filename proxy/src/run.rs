@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use claw_fleet::{Fleet, RevocationFeed};
 use claw_policy::datadir::DataDir;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -10,8 +11,9 @@ use tracing::{info, warn};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::intercept::Interceptor;
+use crate::ratelimit::{Budgets, RateLimiter};
 use crate::receipt::Evidence;
-use crate::stack::Proxy;
+use crate::stack::{Proxy, Shared};
 
 /// A running proxy's bound addresses and its stop switch.
 pub struct Running {
@@ -40,7 +42,21 @@ pub async fn start(
     config: Config,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Running> {
-    let auth = Auth::new(dir).context("loading keys, trust and revocations")?;
+    let mut auth = Auth::new(dir).context("loading keys, trust and revocations")?;
+    let budgets = match &config.state {
+        None => Budgets::Local(RateLimiter::default()),
+        Some(url) => {
+            let fleet = Fleet::connect(url)
+                .await
+                .context("connecting to the fleet's state (config key `state`)")?;
+            let feed = RevocationFeed::start(fleet.clone())
+                .await
+                .context("reading the fleet's revocations")?;
+            info!(server = %fleet.server(), "fleet mode: revocations and rate limits shared");
+            auth = auth.with_fleet(feed);
+            Budgets::Fleet(fleet)
+        }
+    };
     let interceptor = Interceptor::load(dir).context("loading the interception CA")?;
     let evidence = Evidence::open(dir, &config)
         .await
@@ -60,7 +76,10 @@ pub async fn start(
         evidence,
         env,
         vec![listen, admin],
-        claw_policy::approval::Approvals::new(dir),
+        Shared {
+            approvals: claw_policy::approval::Approvals::new(dir),
+            budgets,
+        },
     )?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = tokio::spawn(crate::admin::serve(proxy.clone(), admin_listener));

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use claw_policy::approval::{Approvals, HeldRequest};
 use claw_policy::classify::{self, Classified, Op as ClassifiedOp};
 use claw_policy::contract::CONTRACT_RULES;
-use claw_policy::contract::{ApprovalRule, Category, Operation};
+use claw_policy::contract::{ApprovalRule, Category, Operation, RateLimits};
 use claw_policy::egress;
 use claw_policy::evaluate::{self, Decision, VaultRef};
 use http::header::{self, HeaderValue};
@@ -46,7 +46,7 @@ use crate::hold::{self, NotApproved};
 use crate::hygiene;
 use crate::intercept::Interceptor;
 use crate::metrics::Metrics;
-use crate::ratelimit::{Class, RateLimiter};
+use crate::ratelimit::{Budgets, Class};
 use crate::receipt::{Decided, Draft, Evidence, Kind, NotRecorded, Op, Recorded, Req, Resp};
 use crate::respond::{self, Body};
 use crate::upstream::{self, UpstreamTarget};
@@ -56,6 +56,9 @@ pub use claw_verifier::receipt::ANONYMOUS_JOB as UNAUTHENTICATED;
 
 /// The header carrying the receipt id of a call.
 pub const RECEIPT_HEADER: &str = "x-clawproxy-receipt";
+
+/// The rule of a refusal because shared state (a fleet's budgets) could not be reached.
+pub const STATE_UNAVAILABLE: &str = "state_unavailable";
 
 /// Everything a request needs, built once at start.
 pub struct Proxy {
@@ -71,13 +74,22 @@ pub struct Proxy {
     pub evidence: Evidence,
     /// The shutdown signal every connection and tunnel watches.
     pub drain: Drain,
-    rate_limiter: RateLimiter,
+    budgets: Budgets,
     upstreams: HashMap<String, UpstreamTarget>,
     own: Vec<SocketAddr>,
     tunnels: Arc<Semaphore>,
     vault_names: std::sync::Mutex<HashMap<String, String>>,
     jobs: std::sync::Mutex<HashMap<String, claw_tokens::Claims>>,
     approvals: Approvals,
+}
+
+/// What decisions remember between requests, in the data dir and memory or, for a fleet,
+/// partly in its shared database.
+pub struct Shared {
+    /// Requests held for approval, and the decisions on them.
+    pub approvals: Approvals,
+    /// Rate-limit budgets.
+    pub budgets: Budgets,
 }
 
 /// The authority and target of one request.
@@ -238,7 +250,7 @@ impl Proxy {
         evidence: Evidence,
         env: &dyn Fn(&str) -> Option<String>,
         own: Vec<SocketAddr>,
-        approvals: Approvals,
+        shared: Shared,
     ) -> anyhow::Result<Self> {
         let mut upstreams = HashMap::new();
         for upstream in &config.upstream {
@@ -252,13 +264,13 @@ impl Proxy {
             metrics: Metrics::default(),
             evidence,
             drain: Drain::default(),
-            rate_limiter: RateLimiter::default(),
+            budgets: shared.budgets,
             upstreams,
             own,
             tunnels,
             vault_names: std::sync::Mutex::new(HashMap::new()),
             jobs: std::sync::Mutex::new(HashMap::new()),
-            approvals,
+            approvals: shared.approvals,
         })
     }
 
@@ -554,7 +566,16 @@ impl Proxy {
                     .await;
             }
         }
-        if let Some(wait) = self.over_budget(identity, operation) {
+        let over = match self.over_budget(identity, operation).await {
+            Ok(over) => over,
+            Err(error) => {
+                warn!(%error, "rate-limit budget unavailable; refusing");
+                return self
+                    .state_unavailable(identity, peer, req, op, started)
+                    .await;
+            }
+        };
+        if let Some(wait) = over {
             if identity.contract.document().audit_only() {
                 let reason = format!("job {} is over its rate_limits budget", identity.job());
                 shadow = shadow.or(Some(Shadow::new("rate_limit", &reason)));
@@ -884,24 +905,57 @@ impl Proxy {
     }
 
     /// How long the job must wait, when the contract's `rate_limits` leave no room for this
-    /// operation now (an allowed request takes one unit of its class's budget).
-    fn over_budget(
+    /// operation now (an allowed request takes one unit of its class's budget); `Err` when a
+    /// fleet's budget cannot be reached.
+    async fn over_budget(
         &self,
         identity: &Identity,
         operation: Operation,
-    ) -> Option<(Class, std::time::Duration)> {
-        let limits = identity.contract.document().rate_limits.as_ref()?;
-        let (class, rate) = if operation.is_mutating() {
-            (Class::Writes, limits.writes.as_ref()?)
-        } else {
-            (Class::Reads, limits.reads.as_ref()?)
+    ) -> Result<Option<(Class, std::time::Duration)>, claw_fleet::FleetError> {
+        let Some(limits) = identity.contract.document().rate_limits.as_ref() else {
+            return Ok(None);
         };
-        let job = identity.job();
-        let now = Instant::now();
-        self.rate_limiter
-            .admit(job, class, rate, now)
-            .err()
-            .map(|wait| (class, wait))
+        let (class, rate) = match (operation.is_mutating(), limits) {
+            (
+                true,
+                RateLimits {
+                    writes: Some(rate), ..
+                },
+            ) => (Class::Writes, rate),
+            (
+                false,
+                RateLimits {
+                    reads: Some(rate), ..
+                },
+            ) => (Class::Reads, rate),
+            _ => return Ok(None),
+        };
+        let admitted = self.budgets.admit(identity.job(), class, rate).await?;
+        Ok(admitted.err().map(|wait| (class, wait)))
+    }
+
+    /// 503 with `Retry-After`, receipted as a denial by the rule `state_unavailable`: the
+    /// fleet's budget could not be reached, so the request is not let through unmetered.
+    async fn state_unavailable(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        req: Req,
+        op: Op,
+        started: Instant,
+    ) -> Response<Body> {
+        let reason = "the fleet's rate-limit budget cannot be reached";
+        let denied = self
+            .deny(identity, peer, req, op, STATE_UNAVAILABLE, reason, started)
+            .await;
+        if denied.status() != StatusCode::FORBIDDEN {
+            return denied; // the receipt failed: 503 says so
+        }
+        let mut response = respond::state_unavailable(reason);
+        if let Some(id) = denied.headers().get(RECEIPT_HEADER) {
+            response.headers_mut().insert(RECEIPT_HEADER, id.clone());
+        }
+        response
     }
 
     /// 429 with `Retry-After`, receipted as a denial by the rule `rate_limit`.
@@ -1419,10 +1473,13 @@ impl Proxy {
             let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
             jobs.values()
                 .filter_map(|claims| {
+                    // A list that cannot be confirmed ends no job: it only refuses requests
+                    // until it can be.
                     self.auth
                         .recheck_claims(claims)
                         .err()
-                        .map(|reason| (claims.clone(), reason))
+                        .filter(|refused| !refused.unavailable)
+                        .map(|refused| (claims.clone(), refused.reason))
                 })
                 .collect()
         };

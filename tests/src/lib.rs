@@ -2,6 +2,7 @@
 //! published contract and a minted token, the proxy in-process), a raw HTTP client and a
 //! recording upstream.
 
+pub mod postgres;
 pub mod raw;
 pub mod recorder;
 

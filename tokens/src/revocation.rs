@@ -30,6 +30,14 @@ pub const FILE: &str = "revocations.json";
 /// Writers serialise on this file's lock.
 const LOCK_FILE: &str = "revocations.lock";
 
+/// Until when a revocation made at `now` must be kept: its token's `exp` + leeway when known;
+/// otherwise (and for a job, whose tokens were all issued by now) now + the longest lifetime
+/// any token can have + leeway.
+pub fn keep_until(exp: Option<u64>, now: u64) -> u64 {
+    exp.unwrap_or(now.saturating_add(MAX_TTL_SECS))
+        .saturating_add(MAX_LEEWAY_SECS)
+}
+
 /// One revocation.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -127,10 +135,7 @@ impl RevocationStore {
         reason: &str,
         now: u64,
     ) -> Result<(), StoreError> {
-        // A token that exists now was issued at or before now, so it dies by now + max TTL.
-        let prune_after = exp
-            .unwrap_or(now + MAX_TTL_SECS)
-            .saturating_add(MAX_LEEWAY_SECS);
+        let prune_after = keep_until(exp, now);
         self.update(now, |list| {
             list.jti.insert(
                 jti.to_owned(),
@@ -145,8 +150,7 @@ impl RevocationStore {
 
     /// Revokes every token of a job (and refuses new ones for it while the entry is kept).
     pub fn revoke_job(&self, job: &str, reason: &str, now: u64) -> Result<(), StoreError> {
-        // Every token of the job was issued by now, so all are dead by now + max TTL + leeway.
-        let prune_after = now + MAX_TTL_SECS + MAX_LEEWAY_SECS;
+        let prune_after = keep_until(None, now);
         self.update(now, |list| {
             list.job.insert(
                 job.to_owned(),

@@ -171,6 +171,8 @@ pub struct Verifier {
     /// The data dir's contracts.
     pub contracts: RegistryContracts,
     revocations: RevocationStore,
+    /// A fleet's revocations, checked after the data dir's.
+    shared: Option<std::sync::Arc<dyn Revocations + Send + Sync>>,
     cache: TokenCache,
 }
 
@@ -196,8 +198,18 @@ impl Verifier {
             audience,
             leeway: MAX_LEEWAY_SECS,
             revocations: RevocationStore::new(dir.state()),
+            shared: None,
             cache: TokenCache::default(),
         })
+    }
+
+    /// Also refuses what `shared` revokes (a fleet's list, kept beside the data dir's).
+    pub fn with_shared_revocations(
+        mut self,
+        shared: std::sync::Arc<dyn Revocations + Send + Sync>,
+    ) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Tolerates `seconds` of clock skew instead of 30; more than 30 is refused.
@@ -249,7 +261,11 @@ impl Verifier {
     /// The checks that can change while a token is in use: time and revocation.
     pub fn recheck(&self, claims: &Claims, now: u64) -> Result<(), TokenError> {
         token::check_time(claims, self.leeway, now)?;
-        self.revocations.check(&claims.jti, &claims.job)
+        self.revocations.check(&claims.jti, &claims.job)?;
+        match &self.shared {
+            Some(shared) => shared.check(&claims.jti, &claims.job),
+            None => Ok(()),
+        }
     }
 }
 

@@ -9,12 +9,15 @@
 //! - `reload`: SIGHUP swaps in a new Connect token from its file, on open connections too;
 //! - `disk`: the data dir on a tmpfs that fills up: the proxy answers 503 and releases nothing,
 //!   stays poisoned until restarted, and after a restart serves again on a log that verifies.
+//! - `fleet`: two proxies with `--state postgres://…` on a real PostgreSQL share revocations and
+//!   rate-limit budgets, fail closed (503) while the server is down and recover when it returns.
 //!
 //! The binaries are built (or found up to date) once per run with `cargo build` into this
 //! test's own target directory; `CLAW_BIN_DIR=<dir>` uses prebuilt ones instead.
 
 mod approvals;
 mod disk;
+mod fleet;
 mod kill;
 mod reload;
 mod secrets;

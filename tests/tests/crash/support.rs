@@ -288,10 +288,19 @@ pub(crate) struct Proxy {
 /// `clawproxy run --data-dir <data>` on free loopback ports; returns once it listens (the log
 /// has been verified and recovered by then).
 pub(crate) fn start_proxy(data: &Path, stderr: &Path) -> Proxy {
+    start_proxy_with(data, stderr, &[])
+}
+
+/// [`start_proxy`] with more arguments for `clawproxy run` (e.g. `--state <url>`).
+pub(crate) fn start_proxy_with(data: &Path, stderr: &Path, more: &[&str]) -> Proxy {
     let data = data.to_str().expect("a UTF-8 path");
+    let args: Vec<&str> = ["run", "--data-dir", data]
+        .into_iter()
+        .chain(more.iter().copied())
+        .collect();
     let (proc, rest) = Proc::start(
         "clawproxy",
-        &["run", "--data-dir", data],
+        &args,
         &[("OP_CONNECT_TOKEN", SIM_TOKEN), ("CLAW_LOG", "warn")],
         stderr,
         "clawproxy listening on ",

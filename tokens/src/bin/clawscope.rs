@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use claw_fleet::Revoked;
 use claw_policy::contract::Operation;
 use claw_policy::datadir::DataDir;
 use claw_policy::keys::Purpose;
@@ -101,6 +102,12 @@ enum Command {
         reason: String,
         #[command(flatten)]
         data: DataDirArg,
+        /// Fleet mode: also revoke in the PostgreSQL state every proxy of the fleet reads
+        /// (each refuses the token within a second).
+        ///
+        /// Example: --state postgres://claw@10.0.0.5:5432/claw
+        #[arg(long, env = "CLAW_STATE", hide_env_values = true)]
+        state: Option<String>,
     },
     /// Print the trusted issuer keys (trust.json) as a JWKS.
     ///
@@ -116,6 +123,25 @@ struct DataDirArg {
     /// The data dir (keys, policies, receipts, state).
     #[arg(long, env = "CLAW_HOME", default_value = ".claw")]
     data_dir: PathBuf,
+}
+
+/// Records a revocation in a fleet's shared state.
+fn revoke_in_fleet(
+    url: &str,
+    kind: Revoked,
+    subject: &str,
+    reason: &str,
+    now: u64,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let fleet = claw_fleet::Fleet::connect(url).await?;
+        let until = claw_tokens::revocation::keep_until(None, now);
+        fleet.revoke(kind, subject, reason, now, until).await
+    })?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -194,10 +220,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             job,
             reason,
             data,
+            state,
         } => {
             let store = RevocationStore::new(DataDir::new(&data.data_dir).state());
             let now = claw_tokens::now();
-            match (jti, job) {
+            let (kind, subject) = match (jti, job) {
                 (Some(jti), _) => {
                     anyhow::ensure!(
                         claw_tokens::claims::is_jti(&jti),
@@ -205,16 +232,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                          by clawscope inspect)"
                     );
                     store.revoke_jti(&jti, None, &reason, now)?;
-                    eprintln!(
-                        "revoked token {jti}: every proxy sharing this data dir refuses it now"
-                    );
+                    (Revoked::Jti, jti)
                 }
                 (None, Some(job)) => {
                     claw_tokens::mint::check_job(&job)?;
                     store.revoke_job(&job, &reason, now)?;
-                    eprintln!("revoked job {job}: every token of it is refused now");
+                    (Revoked::Job, job)
                 }
                 (None, None) => anyhow::bail!("give --jti or --job"),
+            };
+            let what = match kind {
+                Revoked::Jti => format!("token {subject}"),
+                Revoked::Job => format!("job {subject} (every token of it)"),
+            };
+            match state {
+                None => {
+                    eprintln!("revoked {what}: every proxy sharing this data dir refuses it now")
+                }
+                Some(url) => {
+                    revoke_in_fleet(&url, kind, &subject, &reason, now).with_context(|| {
+                        format!(
+                            "revoked {what} in this data dir, but NOT in the fleet's state; \
+                             proxies of the fleet still accept it: retry"
+                        )
+                    })?;
+                    eprintln!(
+                        "revoked {what}: every proxy of the fleet refuses it within a second"
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

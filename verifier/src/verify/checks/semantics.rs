@@ -13,7 +13,7 @@ use crate::verify::context::Ctx;
 
 /// Refusals the proxy makes before or beside the contract, from bytes a bundle does not hold
 /// (headers, bodies, the resolved address): a receipt can only show them as denials.
-const REFUSALS: [&str; 12] = [
+const REFUSALS: [&str; 13] = [
     "malformed_request",
     "proxy_auth",
     "method_override",
@@ -27,6 +27,8 @@ const REFUSALS: [&str; 12] = [
     "address_class",
     // Decided on the job's earlier calls within a window; the budget itself is in the contract.
     "rate_limit",
+    // A fleet's shared budget could not be reached, so the request was not let through.
+    "state_unavailable",
 ];
 
 /// Denials decided on the upstream's answer: the request was forwarded, the answer withheld.

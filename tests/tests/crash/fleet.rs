@@ -1,0 +1,201 @@
+//! Fleet mode as deployed: two `clawproxy run --state postgres://…` processes with their own
+//! data dirs and logs (cloned from one `init`, as a fleet's proxies share keys and contracts)
+//! and one real PostgreSQL. A revocation made through `clawscope revoke --state` on one data
+//! dir is refused by the other proxy; a budget of N across both admits exactly N; with the
+//! server down both fail closed with 503, and both serve again once it is back.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use claw_tests::postgres::Postgres;
+
+use super::support::{self, Proxy, Response, run_ok};
+
+const JOB: &str = "fleet-job";
+const BUDGET_JOB: &str = "fleet-budget-job";
+const BUDGET_POLICY: &str = "fleet-budgeted-agent";
+/// Reads per hour the budgeted contract allows, across the fleet.
+const BUDGET: usize = 6;
+/// Safety net for what must happen "soon" (never an assertion on speed).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The seed contract renamed, with an hourly read budget.
+fn budgeted_contract() -> String {
+    let seed = include_str!("../../../examples/policies/1password-readonly-agent.json");
+    seed.replacen("1password-readonly-agent", BUDGET_POLICY, 1)
+        .replacen(
+            "\"sandbox\"",
+            &format!("\"rate_limits\": {{\"reads\": {{\"per_hour\": {BUDGET}}}}}, \"sandbox\""),
+            1,
+        )
+}
+
+fn read(proxy: &Proxy, job: &str, token: &str) -> Response {
+    support::send(proxy.listen, &support::read_db_item(job, token, true))
+        .expect("the proxy answers")
+}
+
+/// Reads through `proxy` until `done` says the answer is the one awaited; returns it and how
+/// long it took.
+fn until(
+    proxy: &Proxy,
+    job: &str,
+    token: &str,
+    done: impl Fn(u16) -> bool,
+) -> (Response, Duration) {
+    let started = Instant::now();
+    loop {
+        let response = read(proxy, job, token);
+        if done(response.status) {
+            return (response, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "still {} after {PATIENCE:?}: {}",
+            response.status,
+            response.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn mint(data: &str, policy: &str, job: &str) -> String {
+    let args = [
+        "mint",
+        "--policy",
+        policy,
+        "--job",
+        job,
+        "--agent",
+        "fleet-agent",
+        "--ttl",
+        "900",
+        "--data-dir",
+        data,
+    ];
+    run_ok("clawscope", &args).trim().to_owned()
+}
+
+#[test]
+fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.url();
+    let work = tempfile::tempdir().unwrap();
+    let (_sim, sim) = support::start_sim(work.path());
+    let a_dir = work.path().join("a");
+    let token = support::prepare(&a_dir, sim, JOB);
+    let a = a_dir.to_str().unwrap();
+    let contract = work.path().join("budgeted.json");
+    std::fs::write(&contract, budgeted_contract()).unwrap();
+    run_ok(
+        "clawcontrols",
+        &["publish", contract.to_str().unwrap(), "--data-dir", a],
+    );
+    let budget_token = mint(a, BUDGET_POLICY, BUDGET_JOB);
+    // The second proxy: the same keys, contracts and config, its own (empty) log.
+    let b_dir = work.path().join("b");
+    let copied = std::process::Command::new("cp")
+        .args(["-a", a, b_dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let state = ["--state", url.as_str()];
+    let proxy_a = support::start_proxy_with(&a_dir, &work.path().join("a.stderr"), &state);
+    let proxy_b = support::start_proxy_with(&b_dir, &work.path().join("b.stderr"), &state);
+
+    // A budget of N across both proxies admits exactly N, the rest get 429 with Retry-After.
+    let proxies = [&proxy_a, &proxy_b];
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..BUDGET * 3)
+            .map(|i| {
+                let proxy = proxies[i % 2];
+                let token = &budget_token;
+                scope.spawn(move || read(proxy, BUDGET_JOB, token))
+            })
+            .collect();
+        calls
+            .into_iter()
+            .map(|c| {
+                let response = c.join().unwrap();
+                if response.status == 429 {
+                    assert!(response.header("retry-after").is_some());
+                }
+                response.status
+            })
+            .collect()
+    });
+    let admitted = statuses.iter().filter(|&&s| s == 200).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((admitted, limited), (BUDGET, BUDGET * 2), "{statuses:?}");
+
+    // Revoked through A's data dir and the fleet's state: B, which never saw A's data dir,
+    // refuses the token.
+    assert_eq!(read(&proxy_b, JOB, &token).status, 200);
+    run_ok(
+        "clawscope",
+        &[
+            "revoke",
+            "--job",
+            JOB,
+            "--reason",
+            "fleet test",
+            "--state",
+            &url,
+            "--data-dir",
+            a,
+        ],
+    );
+    let (refused, took) = until(&proxy_b, JOB, &token, |s| s == 407);
+    assert!(refused.text().contains("revoked"), "{}", refused.text());
+    eprintln!("fleet: the other proxy refused the revoked job after {took:?}");
+    assert_eq!(read(&proxy_a, JOB, &token).status, 407);
+
+    // Without the server: the budgeted job is refused at once (its budget cannot be reached),
+    // every job once the revocation list is stale; 503 in the Connect error shape, receipted.
+    let fresh = mint(
+        b_dir.to_str().unwrap(),
+        "1password-readonly-agent",
+        "fleet-job-2",
+    );
+    assert_eq!(read(&proxy_a, "fleet-job-2", &fresh).status, 200);
+    pg.kill();
+    let down = read(&proxy_b, BUDGET_JOB, &budget_token);
+    assert_eq!(down.status, 503, "{}", down.text());
+    assert_eq!(down.json()["status"], 503);
+    let (stale, _) = until(&proxy_a, "fleet-job-2", &fresh, |s| s == 503);
+    assert!(stale.text().contains("revocation"), "{}", stale.text());
+    assert!(stale.header("retry-after").is_some());
+
+    // The server returns: both proxies reconnect by themselves.
+    pg.resume().unwrap();
+    for proxy in proxies {
+        let (_, took) = until(proxy, "fleet-job-2", &fresh, |s| s == 200);
+        eprintln!("fleet: a proxy served again {took:?} after the server returned");
+    }
+    // The budget outlived the outage: still spent.
+    assert_eq!(read(&proxy_a, BUDGET_JOB, &budget_token).status, 429);
+
+    // Each proxy's own log holds its share of the job and verifies (after a clean stop, which
+    // signs a final checkpoint over every receipt).
+    let (mut proxy_a, mut proxy_b) = (proxy_a, proxy_b);
+    for proxy in [&mut proxy_a, &mut proxy_b] {
+        assert!(proxy.proc.terminate().success());
+    }
+    let out = work.path();
+    for data in [&a_dir, &b_dir] {
+        support::bundle_and_verify(data, BUDGET_JOB, out);
+    }
+    check_state_unavailable_receipt(&b_dir);
+}
+
+/// The 503 B gave for the unreachable budget is a receipted denial by `state_unavailable`.
+fn check_state_unavailable_receipt(data: &Path) {
+    let log = support::read_log(data);
+    let found = log.receipts.iter().any(|r| {
+        r.job == BUDGET_JOB
+            && r.decision
+                .as_ref()
+                .is_some_and(|d| d.rule == "state_unavailable")
+    });
+    assert!(found, "no state_unavailable receipt in {}", data.display());
+}
