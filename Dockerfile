@@ -47,8 +47,10 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin
  && install -d -o claw -g claw -m 0700 /var/lib/claw \
  && install -d -o claw -g claw -m 0755 /var/lib/claw-agent
 COPY --from=build /out/ /usr/local/bin/
-# The one-shot set-up (docker-compose's `init`) and the contracts it can publish.
+# The one-shot set-up (docker-compose's `init`), a fleet proxy's start (profile `fleet`) and
+# the contracts init can publish.
 COPY deploy/init.sh /opt/clawproxy/init.sh
+COPY deploy/fleet-proxy.sh /opt/clawproxy/fleet-proxy.sh
 COPY examples/policies/ /opt/clawproxy/policies/
 ENV CLAW_HOME=/var/lib/claw
 VOLUME ["/var/lib/claw"]

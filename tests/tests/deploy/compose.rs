@@ -204,7 +204,7 @@ fn docker_compose_config() {
         eprintln!("docker compose is not installed: checked by the structure above only");
         return;
     }
-    for profile in [None, Some("real-connect")] {
+    for profile in [None, Some("real-connect"), Some("fleet")] {
         let mut command = Command::new("docker");
         command.current_dir(&root).arg("compose");
         if let Some(profile) = profile {
@@ -217,6 +217,116 @@ fn docker_compose_config() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn the_fleet_profile_puts_two_proxies_on_one_state_behind_a_balancer() {
+    let compose = Compose::load();
+    let fleet = [
+        "fleet-init",
+        "postgres",
+        "clawproxy-a",
+        "clawproxy-b",
+        "lb",
+        "fleet-agent",
+    ];
+    for name in fleet {
+        assert_eq!(
+            compose.service(name)["profiles"],
+            serde_json::json!(["fleet"]),
+            "{name}"
+        );
+    }
+    // The agent's only peer is the balancer; nothing on the fleet's networks leaves but the
+    // proxies, through egress.
+    assert_eq!(compose.networks("fleet-agent"), ["fleet-sandbox"]);
+    for network in ["fleet-sandbox", "fleet"] {
+        assert_eq!(
+            compose.0["networks"][network]["internal"],
+            serde_json::Value::Bool(true),
+            "{network} is internal"
+        );
+    }
+    let on = |network: &str| -> BTreeSet<String> {
+        compose
+            .services()
+            .keys()
+            .filter(|name| compose.networks(name).iter().any(|n| n == network))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        on("fleet-sandbox"),
+        BTreeSet::from(["fleet-agent".into(), "lb".into()])
+    );
+    for name in fleet {
+        let leaves = compose.networks(name).iter().any(|n| n == "egress");
+        assert_eq!(leaves, name.starts_with("clawproxy-"), "{name}");
+    }
+    // The agent's proxy address is the balancer, which spreads over both proxies.
+    let addr = compose
+        .environment("fleet-init")
+        .into_iter()
+        .find(|(k, _)| k == "CLAW_PROXY_ADDR")
+        .unwrap()
+        .1;
+    assert_eq!(addr, "lb:3128");
+    let haproxy = files::read("deploy/haproxy.cfg");
+    assert!(
+        compose
+            .volumes("lb")
+            .iter()
+            .any(|(s, _)| s == "./deploy/haproxy.cfg")
+    );
+    // Each proxy: its own data dir and log, the seed read-only, the one shared state.
+    let mut data_volumes = BTreeSet::new();
+    for name in ["clawproxy-a", "clawproxy-b"] {
+        assert!(
+            haproxy.contains(&format!("server {} {name}:3128", &name[10..])),
+            "{name}"
+        );
+        assert_eq!(
+            compose.command(name),
+            ["sh", "/opt/clawproxy/fleet-proxy.sh"]
+        );
+        let env: std::collections::BTreeMap<_, _> = compose.environment(name).into_iter().collect();
+        assert!(
+            env["CLAW_STATE"].starts_with("postgres://")
+                && env["CLAW_STATE"].contains("@postgres:5432/"),
+            "{name}: {}",
+            env["CLAW_STATE"]
+        );
+        let volumes = compose.volumes(name);
+        let data = volumes
+            .iter()
+            .find(|(_, t)| *t == env["CLAW_HOME"])
+            .unwrap();
+        assert!(
+            data_volumes.insert(data.0.clone()),
+            "{name} shares a data dir"
+        );
+        let seed = compose.service(name)["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .find(|v| v.contains(&env["CLAW_SEED"]))
+            .unwrap();
+        assert!(
+            seed.starts_with("fleet-seed:") && seed.ends_with(":ro"),
+            "{seed}"
+        );
+    }
+    // The script runs the proxy command the tests run, with the state from CLAW_STATE.
+    let script = files::read("deploy/fleet-proxy.sh");
+    assert!(
+        script.contains("exec clawproxy run --data-dir \"$CLAW_HOME\""),
+        "{script}"
+    );
+    assert!(
+        files::help_flags("clawproxy", Some("run")).contains(&"--state".to_owned()),
+        "clawproxy run takes --state (CLAW_STATE)"
+    );
 }
 
 #[test]
@@ -406,6 +516,7 @@ fn the_dockerfile_builds_every_binary_and_runs_as_non_root() {
     }
     for container in [
         "/opt/clawproxy/init.sh",
+        "/opt/clawproxy/fleet-proxy.sh",
         "/opt/clawproxy/policies",
         "/opt/agents",
     ] {

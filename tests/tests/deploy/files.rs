@@ -269,6 +269,10 @@ impl Paths {
                 root.join("deploy/init.sh"),
             ),
             (
+                "/opt/clawproxy/fleet-proxy.sh".to_owned(),
+                root.join("deploy/fleet-proxy.sh"),
+            ),
+            (
                 "/opt/clawproxy/policies".to_owned(),
                 root.join("examples/policies"),
             ),
