@@ -94,6 +94,16 @@ struct Seen {
     confirmed: Option<Instant>,
 }
 
+impl Seen {
+    fn current(&self) -> Result<(), Stale> {
+        let age = self.confirmed.map_or(Duration::MAX, |at| at.elapsed());
+        if age > STALE_AFTER {
+            return Err(Stale(age.min(Duration::from_secs(86_400))));
+        }
+        Ok(())
+    }
+}
+
 /// One proxy's in-memory copy of the fleet's revocations.
 #[derive(Debug, Default)]
 pub struct RevocationFeed {
@@ -114,10 +124,7 @@ impl RevocationFeed {
     /// or [`Stale`] when the list is not known to be current.
     pub fn check(&self, jti: &str, job: &str, now: u64) -> Result<Option<Revoked>, Stale> {
         let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
-        let age = seen.confirmed.map_or(Duration::MAX, |at| at.elapsed());
-        if age > STALE_AFTER {
-            return Err(Stale(age.min(Duration::from_secs(86_400))));
-        }
+        seen.current()?;
         let live = |kind: Revoked, subject: &str| {
             seen.entries
                 .get(&(kind, subject.to_owned()))
@@ -130,6 +137,14 @@ impl RevocationFeed {
         } else {
             None
         })
+    }
+
+    /// [`Stale`] when the list has not been confirmed within [`STALE_AFTER`] (for readiness).
+    pub fn current(&self) -> Result<(), Stale> {
+        self.seen
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .current()
     }
 
     /// Asks the server for rows newer than the last seen.

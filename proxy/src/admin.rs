@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz` (the process is up), `/readyz` (the log can take receipts)
-//! and Prometheus `/metrics`.
+//! The admin listener: `/healthz` (the process is up), `/readyz` (the log can take receipts
+//! and, in a fleet, the shared revocation list is current) and Prometheus `/metrics`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -50,6 +50,12 @@ fn answer(proxy: &Proxy, request: &Request<Incoming>) -> Response<Body> {
                 )
             } else if proxy.drain.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            } else if let Some(stale) = proxy.auth.fleet_stale() {
+                // A balancer should send agents to a proxy that can decide.
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("{stale}; every token is refused until PostgreSQL answers\n"),
+                )
             } else {
                 text(StatusCode::OK, "ready\n")
             }

@@ -149,6 +149,7 @@ impl claw_tokens::token::Revocations for FleetRevocations {
 pub struct Auth {
     verifier: claw_tokens::Verifier,
     scopes: ScopeStore,
+    fleet: Option<Arc<RevocationFeed>>,
 }
 
 impl Auth {
@@ -157,6 +158,7 @@ impl Auth {
         Ok(Self {
             verifier: claw_tokens::Verifier::from_data_dir(dir)?,
             scopes: ScopeStore::new(dir.state()),
+            fleet: None,
         })
     }
 
@@ -165,8 +167,14 @@ impl Auth {
     pub fn with_fleet(mut self, feed: Arc<RevocationFeed>) -> Self {
         self.verifier = self
             .verifier
-            .with_shared_revocations(Arc::new(FleetRevocations(feed)));
+            .with_shared_revocations(Arc::new(FleetRevocations(feed.clone())));
+        self.fleet = Some(feed);
         self
+    }
+
+    /// Why no token can pass now, if the fleet's revocation list is not confirmed lately.
+    pub fn fleet_stale(&self) -> Option<claw_fleet::Stale> {
+        self.fleet.as_ref().and_then(|feed| feed.current().err())
     }
 
     /// The proxy id tokens must name as their audience.

@@ -165,6 +165,14 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
     let (stale, _) = until(&proxy_a, "fleet-job-2", &fresh, |s| s == 503);
     assert!(stale.text().contains("revocation"), "{}", stale.text());
     assert!(stale.header("retry-after").is_some());
+    // Not ready: a balancer stops sending agents to a proxy that cannot decide.
+    let readyz = support::admin_get(proxy_a.admin, "/readyz");
+    assert_eq!(readyz.status, 503, "{}", readyz.text());
+    assert!(
+        readyz.text().contains("revocation list"),
+        "{}",
+        readyz.text()
+    );
 
     // The server returns: both proxies reconnect by themselves.
     pg.resume().unwrap();
@@ -172,6 +180,7 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
         let (_, took) = until(proxy, "fleet-job-2", &fresh, |s| s == 200);
         eprintln!("fleet: a proxy served again {took:?} after the server returned");
     }
+    assert_eq!(support::admin_get(proxy_a.admin, "/readyz").status, 200);
     // The budget outlived the outage: still spent.
     assert_eq!(read(&proxy_a, BUDGET_JOB, &budget_token).status, 429);
 
