@@ -40,7 +40,7 @@ impl Postgres {
 
     fn try_start() -> Result<Self, String> {
         let bin = bin_dir().ok_or("no initdb found (apt-get install postgresql)")?;
-        let run_as = is_root().then_some("postgres");
+        let run_as = crate::is_root().then_some("postgres");
         let dir = tempfile::Builder::new()
             .prefix("claw-pg")
             .tempdir()
@@ -171,15 +171,4 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
 }

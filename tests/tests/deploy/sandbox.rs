@@ -77,17 +77,6 @@ fn must(args: &[&str]) -> String {
     ip(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn skip(why: &str) {
     // Straight to stderr: libtest does not capture this, so the skip shows without --nocapture.
     let _ = writeln!(
@@ -99,7 +88,7 @@ fn skip(why: &str) {
 /// The namespace with its veth pair up, or `None` (after a loud skip) where namespaces cannot
 /// be made.
 fn sandbox() -> Option<Netns> {
-    if !is_root() {
+    if !claw_tests::is_root() {
         skip("not root: making network namespaces needs CAP_SYS_ADMIN and CAP_NET_ADMIN");
         return None;
     }

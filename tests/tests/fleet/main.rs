@@ -1,4 +1,5 @@
-//! Fleet mode against a real PostgreSQL on loopback: the shared state itself (`state`), and
-//! two proxies sharing it (`proxies`).
+//! `claw-fleet` against a real PostgreSQL on loopback (`state`). Two `clawproxy` processes
+//! sharing one server are in the crash suite (`tests/tests/crash/fleet.rs`), beside the other
+//! whole-process tests.
 
 mod state;

@@ -62,6 +62,36 @@ async fn revocation_takes_effect_at_once_and_closes_the_job() {
 }
 
 #[tokio::test]
+async fn an_unreadable_revocation_list_refuses_with_503_and_ends_no_job() {
+    let (stack, token) = seed_stack().await;
+    let path = item_path(DEMO_DB_ITEM_ID);
+    let read = || connect(&stack, &token, "GET", &path);
+    assert_eq!(read().await.status, 200);
+    let list = stack.dir.state().join(claw_tokens::revocation::FILE);
+    std::fs::write(&list, "{not json").unwrap();
+    let refused = read().await;
+    // Not the agent's credentials: the list cannot be checked, so nothing passes for now.
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(
+        refused.text().contains("revocation list"),
+        "{}",
+        refused.text()
+    );
+    // The closer runs every second and must not take this for an end of the job.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    std::fs::write(&list, "{\"jti\": {}, \"job\": {}}").unwrap();
+    assert_eq!(read().await.status, 200);
+    assert!(
+        !stack
+            .receipts()
+            .iter()
+            .any(|r| r.kind == claw_verifier::receipt::Kind::JobClose),
+        "an unreadable list closed the job"
+    );
+}
+
+#[tokio::test]
 async fn a_token_that_expires_mid_job_is_refused_from_that_moment() {
     let (stack, _) = seed_stack().await;
     let token = stack.mint(POLICY, "job-1", Some(1));
