@@ -70,7 +70,30 @@ pub struct Config {
     /// Fleet mode: `postgres://user@host:port/db`, where several proxies share revocations
     /// and rate-limit budgets. Defaults to none: this proxy's data dir and memory.
     #[serde(default)]
-    pub state: Option<String>,
+    pub state: Option<StateUrl>,
+}
+
+/// Where a fleet's state lives. The URL may carry a password, so `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct StateUrl(String);
+
+impl StateUrl {
+    /// Wraps a URL given on the command line or in the environment.
+    pub fn new(url: String) -> Self {
+        Self(url)
+    }
+
+    /// The URL itself, for connecting: never for a log line or a message.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StateUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateUrl([redacted])")
+    }
 }
 
 /// Command-line values that replace the file's.
@@ -81,7 +104,7 @@ pub struct Overrides {
     /// `--admin`.
     pub admin: Option<String>,
     /// `--state`.
-    pub state: Option<String>,
+    pub state: Option<StateUrl>,
 }
 
 /// A configured upstream: the name agents use and where the server really is.
@@ -261,7 +284,7 @@ impl Config {
     fn check(&self) -> Result<(), (String, String)> {
         if let Some(url) = &self.state {
             // The message never repeats the URL: it may hold a password.
-            claw_fleet::parse_url(url).map_err(|e| ("state".to_owned(), e.to_string()))?;
+            claw_fleet::parse_url(url.expose()).map_err(|e| ("state".to_owned(), e.to_string()))?;
         }
         for (key, addr) in [("listen", &self.listen), ("admin", &self.admin)] {
             addr.parse::<SocketAddr>().map_err(|_| {
@@ -402,9 +425,11 @@ mod tests {
     fn a_state_url_is_checked_without_being_repeated() {
         let config = load("state = \"postgres://claw@127.0.0.1:5432/claw\"").unwrap();
         assert_eq!(
-            config.state.as_deref(),
+            config.state.as_ref().map(StateUrl::expose),
             Some("postgres://claw@127.0.0.1:5432/claw")
         );
+        let with_password = load("state = \"postgres://claw:hunter2@db/claw\"").unwrap();
+        assert!(!format!("{with_password:?}").contains("hunter2"));
         let err = load("state = \"mysql://claw:hunter2@db/claw\"")
             .unwrap_err()
             .to_string();

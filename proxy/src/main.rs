@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use claw_policy::datadir::DataDir;
-use claw_proxy::config::{Config, Overrides};
+use claw_proxy::config::{Config, Overrides, StateUrl};
 
 /// The enforcing forward proxy for AI agents that handle secrets.
 ///
@@ -156,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let overrides = Overrides {
                 listen,
                 admin,
-                state,
+                state: state.map(StateUrl::new),
             };
             let config = Config::load(&path)?.with_overrides(overrides, &path)?;
             init_tracing();

@@ -46,7 +46,7 @@ pub async fn start(
     let budgets = match &config.state {
         None => Budgets::Local(RateLimiter::default()),
         Some(url) => {
-            let fleet = Fleet::connect(url)
+            let fleet = Fleet::connect(url.expose())
                 .await
                 .context("connecting to the fleet's state (config key `state`)")?;
             let feed = RevocationFeed::start(fleet.clone())

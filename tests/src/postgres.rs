@@ -7,7 +7,6 @@
 //! under CI, where a missing server is a failure, not a skip.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -54,7 +53,7 @@ impl Postgres {
                 return Err(format!("cannot hand the temp dir to {user}"));
             }
         }
-        let port = free_port();
+        let port = crate::free_port();
         let pg = Self {
             dir,
             bin,
@@ -164,11 +163,4 @@ fn bin_dir() -> Option<PathBuf> {
             std::env::split_paths(&path).find(|d| Path::new(d).join("initdb").exists())
         })
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }

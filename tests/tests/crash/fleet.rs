@@ -145,6 +145,25 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
             a,
         ],
     );
+    // A fleet that cannot be reached: the data dir has it, the fleet does not, and it says so.
+    let nowhere = format!(
+        "postgres://claw@127.0.0.1:{}/postgres",
+        claw_tests::free_port()
+    );
+    let out = support::run(
+        "clawscope",
+        &[
+            "revoke",
+            "--job",
+            "other-job",
+            "--state",
+            &nowhere,
+            "--data-dir",
+            a,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOT in the fleet"));
     let (refused, took) = until(&proxy_b, JOB, &token, |s| s == 407);
     assert!(refused.text().contains("revoked"), "{}", refused.text());
     eprintln!("fleet: the other proxy refused the revoked job after {took:?}");

@@ -168,15 +168,32 @@ async fn without_the_server_calls_fail_and_the_feed_goes_stale_then_recovers() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_clear_error_at_start() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = claw_tests::free_port();
     let err = Fleet::connect(&format!("postgres://claw:s3cret@127.0.0.1:{port}/x"))
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("PostgreSQL"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_build_is_refused_not_written() {
+    let Some(pg) = Postgres::start() else { return };
+    Fleet::connect(&pg.url()).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(connection);
+    client
+        .execute("INSERT INTO claw_schema (version) VALUES (99)", &[])
+        .await
+        .unwrap();
+    drop(client);
+    let _ = task.await;
+    let err = Fleet::connect(&pg.url()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("version 99") && err.contains("upgrade"),
+        "{err}"
+    );
 }
