@@ -12,10 +12,12 @@
 //! - [`revocations`]: revocations by token id and by job, and the [`RevocationFeed`] that each
 //!   proxy polls into memory and answers from on every request.
 //! - [`budget`]: token buckets taken atomically by one statement, on the database's clock.
+//! - [`jobs`]: which proxies' logs served each job, for the job's close and its bundle.
 //!
 //! An unreachable or failing server is an error here; the proxy turns it into a refusal.
 
 pub mod budget;
+pub mod jobs;
 mod pool;
 pub mod revocations;
 pub mod schema;

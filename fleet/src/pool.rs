@@ -23,6 +23,10 @@ pub(crate) struct Conn {
     pub(crate) take: Statement,
     /// `revocations::SINCE`.
     pub(crate) since: Statement,
+    /// `jobs::SERVE`.
+    pub(crate) serve: Statement,
+    /// `jobs::LOGS`.
+    pub(crate) logs: Statement,
 }
 
 impl Conn {
@@ -37,10 +41,14 @@ impl Conn {
         });
         let take = within(client.prepare(crate::budget::TAKE)).await?;
         let since = within(client.prepare(crate::revocations::SINCE)).await?;
+        let serve = within(client.prepare(crate::jobs::SERVE)).await?;
+        let logs = within(client.prepare(crate::jobs::LOGS)).await?;
         Ok(Self {
             client,
             take,
             since,
+            serve,
+            logs,
         })
     }
 }

@@ -13,7 +13,18 @@ use crate::{FleetError, pool, within};
 const LOCK: i64 = 0x636c_6177;
 
 /// The migrations, in order; version = index + 1. Never edit one that has shipped: add another.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// Which logs served each job: a proxy adds its log before it writes the job's first receipt,
+/// and the `job_close` it writes at the end lists them all.
+const V2: &str = r#"
+CREATE TABLE claw_job_logs (
+    job   text        NOT NULL,
+    log   text        NOT NULL,  -- origin clawproxy/<proxy id>/<instance>
+    since timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job, log)
+);
+"#;
 
 /// Revocations, the sequence that orders them, and token-bucket budgets.
 const V1: &str = r#"

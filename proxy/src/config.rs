@@ -71,6 +71,12 @@ pub struct Config {
     /// and rate-limit budgets. Defaults to none: this proxy's data dir and memory.
     #[serde(default)]
     pub state: Option<StateUrl>,
+    /// Fleet mode: this proxy's name among those sharing the state and the proxy identity
+    /// (a host name label: `a-z 0-9 -`). Its log is then `clawproxy/<proxy id>/<instance>`
+    /// in `receipts/<proxy id>/<instance>`, so every proxy keeps a log of its own. Defaults
+    /// to none: the log `clawproxy/<proxy id>`.
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 /// Where a fleet's state lives. The URL may carry a password, so `Debug` never shows it.
@@ -105,6 +111,8 @@ pub struct Overrides {
     pub admin: Option<String>,
     /// `--state`.
     pub state: Option<StateUrl>,
+    /// `--instance`.
+    pub instance: Option<String>,
 }
 
 /// A configured upstream: the name agents use and where the server really is.
@@ -263,6 +271,9 @@ impl Config {
         if let Some(state) = overrides.state {
             self.state = Some(state);
         }
+        if let Some(instance) = overrides.instance {
+            self.instance = Some(instance);
+        }
         self.check().map_err(|(key, message)| ConfigError::Key {
             path: path.to_owned(),
             key,
@@ -285,6 +296,17 @@ impl Config {
         if let Some(url) = &self.state {
             // The message never repeats the URL: it may hold a password.
             claw_fleet::parse_url(url.expose()).map_err(|e| ("state".to_owned(), e.to_string()))?;
+        }
+        if let Some(instance) = &self.instance
+            && !claw_verifier::receipt::is_instance_name(instance)
+        {
+            return Err((
+                "instance".to_owned(),
+                format!(
+                    "{instance:?} is not an instance name: 1 to 63 of a-z, 0-9 and -, not \
+                     starting with - (a host name label such as proxy-a)"
+                ),
+            ));
         }
         for (key, addr) in [("listen", &self.listen), ("admin", &self.admin)] {
             addr.parse::<SocketAddr>().map_err(|_| {
@@ -410,6 +432,10 @@ mod tests {
             ),
             ("[limits]\nmax_headers = 2", "limits.max_headers"),
             ("state = 5", "state"),
+            ("instance = \"Proxy_A\"", "instance"),
+            ("instance = \"\"", "instance"),
+            ("instance = \"-a\"", "instance"),
+            ("instance = \"a/b\"", "instance"),
             ("state = \"mysql://u:pw@db/x\"", "state"),
         ];
         for (text, key) in cases {

@@ -139,6 +139,20 @@ async fn handle(
         Ok(identity) => identity,
         Err(response) => return proxy.record_unauthenticated(peer, &request, response).await,
     };
+    if let Err(reason) = proxy.serve_job(&identity).await {
+        // Not in the job's chain: a log the fleet does not know serves the job would be
+        // missing from its close.
+        let response = crate::respond::state_unavailable(&reason);
+        return proxy
+            .record_anonymous(
+                peer,
+                &request,
+                response,
+                crate::stack::STATE_UNAVAILABLE,
+                &reason,
+            )
+            .await;
+    }
     if request.method() == Method::CONNECT {
         return connect(proxy, identity, peer, request).await;
     }

@@ -62,6 +62,13 @@ enum Command {
         /// Example: --state postgres://claw@10.0.0.5:5432/claw
         #[arg(long, env = "CLAW_STATE", hide_env_values = true)]
         state: Option<String>,
+        /// Fleet mode: this proxy's name among the proxies sharing the state (overrides
+        /// `instance` from the config). Its receipts go to its own log,
+        /// clawproxy/<proxy id>/<instance>.
+        ///
+        /// Example: --instance proxy-a
+        #[arg(long, env = "CLAW_INSTANCE")]
+        instance: Option<String>,
     },
     /// Load and check the config, then exit (0 valid, 2 invalid).
     ///
@@ -150,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             admin,
             state,
+            instance,
         } => {
             let dir = DataDir::new(&data.data_dir);
             let path = config.unwrap_or_else(|| dir.config());
@@ -157,6 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
                 admin,
                 state: state.map(StateUrl::new),
+                instance,
             };
             let config = Config::load(&path)?.with_overrides(overrides, &path)?;
             init_tracing();

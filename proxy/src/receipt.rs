@@ -141,6 +141,9 @@ impl Evidence {
     /// Opens (verifying and recovering) this proxy's log in the data dir.
     pub async fn open(dir: &DataDir, config: &Config) -> anyhow::Result<Self> {
         let mut log_config = LogConfig::from_data_dir(dir).context("opening the receipt log")?;
+        if let Some(instance) = &config.instance {
+            log_config = log_config.for_instance(instance);
+        }
         log_config.segment_bytes = config.log.segment_bytes;
         log_config.checkpoint_interval = Duration::from_millis(config.log.checkpoint_interval_ms);
         let (log, _task) = LogWriter::open(log_config).await?;
@@ -232,6 +235,7 @@ impl Evidence {
         &self,
         claims: &claw_tokens::Claims,
         reason: &str,
+        logs: Option<Vec<String>>,
     ) -> Result<(), NotRecorded> {
         let closed = if reason.contains("revoked") {
             receipt::Closed::Revoked
@@ -244,11 +248,17 @@ impl Evidence {
             scope: claims.scope.clone(),
         });
         close.wpc = Some(claims.wpc.clone());
+        close.logs = logs;
         // Writes job_close, then a checkpoint covering it. Already closed in this log: done.
         match self.log.close_job(close).await {
             Ok(_) | Err(log::LogError::JobClosed(_)) => Ok(()),
             Err(e) => Err(NotRecorded(e.to_string())),
         }
+    }
+
+    /// This proxy's log origin.
+    pub fn origin(&self) -> &str {
+        self.log.origin()
     }
 
     /// The keyed hash of a body, as receipts record it.

@@ -43,8 +43,8 @@ pub async fn start(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Running> {
     let mut auth = Auth::new(dir).context("loading keys, trust and revocations")?;
-    let budgets = match &config.state {
-        None => Budgets::Local(RateLimiter::default()),
+    let fleet = match &config.state {
+        None => None,
         Some(url) => {
             let fleet = Fleet::connect(url.expose())
                 .await
@@ -53,9 +53,20 @@ pub async fn start(
                 .await
                 .context("reading the fleet's revocations")?;
             info!(server = %fleet.server(), "fleet mode: revocations and rate limits shared");
+            if config.instance.is_none() {
+                warn!(
+                    "fleet mode without `instance`: this proxy logs as clawproxy/<proxy id>, \
+                     like any other proxy of the fleet without one; give each proxy its own \
+                     `instance` (--instance) so a job's logs can be told apart and bundled"
+                );
+            }
             auth = auth.with_fleet(feed);
-            Budgets::Fleet(fleet)
+            Some(fleet)
         }
+    };
+    let budgets = match &fleet {
+        None => Budgets::Local(RateLimiter::default()),
+        Some(fleet) => Budgets::Fleet(fleet.clone()),
     };
     let interceptor = Interceptor::load(dir).context("loading the interception CA")?;
     let evidence = Evidence::open(dir, &config)
@@ -79,6 +90,7 @@ pub async fn start(
         Shared {
             approvals: claw_policy::approval::Approvals::new(dir),
             budgets,
+            fleet,
         },
     )?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -79,9 +79,25 @@ pub struct Proxy {
     own: Vec<SocketAddr>,
     tunnels: Arc<Semaphore>,
     vault_names: std::sync::Mutex<HashMap<String, String>>,
-    jobs: std::sync::Mutex<HashMap<String, claw_tokens::Claims>>,
+    jobs: std::sync::Mutex<HashMap<String, Tracked>>,
     approvals: Approvals,
+    fleet: Option<claw_fleet::Fleet>,
+    /// Fleet mode: jobs the shared state knows this log serves.
+    served: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// A job seen here, by its token.
+struct Tracked {
+    claims: claw_tokens::Claims,
+    /// When this proxy first saw the token end (fleet mode closes a grace period later).
+    ended: Option<Instant>,
+}
+
+/// Fleet mode closes a job this long after its token ended here: by then every other proxy
+/// refuses the token too (its revocation feed polled, or went stale and refuses everything),
+/// so no log can still join the job after the close listed the logs that served it.
+const FLEET_CLOSE_GRACE: std::time::Duration =
+    claw_fleet::revocations::STALE_AFTER.saturating_add(std::time::Duration::from_secs(1));
 
 /// What decisions remember between requests, in the data dir and memory or, for a fleet,
 /// partly in its shared database.
@@ -90,6 +106,8 @@ pub struct Shared {
     pub approvals: Approvals,
     /// Rate-limit budgets.
     pub budgets: Budgets,
+    /// Fleet mode: the shared state, which also records the logs that serve each job.
+    pub fleet: Option<claw_fleet::Fleet>,
 }
 
 /// The authority and target of one request.
@@ -271,6 +289,8 @@ impl Proxy {
             vault_names: std::sync::Mutex::new(HashMap::new()),
             jobs: std::sync::Mutex::new(HashMap::new()),
             approvals: shared.approvals,
+            fleet: shared.fleet,
+            served: std::sync::Mutex::default(),
         })
     }
 
@@ -1418,6 +1438,26 @@ impl Proxy {
         request: &Request<B>,
         response: Response<Body>,
     ) -> Response<Body> {
+        self.record_anonymous(
+            peer,
+            request,
+            response,
+            "proxy_auth",
+            "missing or invalid job token",
+        )
+        .await
+    }
+
+    /// Receipts and answers a refusal that no job's chain can carry: `response` with a
+    /// receipt under the anonymous job.
+    pub async fn record_anonymous<B>(
+        &self,
+        peer: SocketAddr,
+        request: &Request<B>,
+        response: Response<Body>,
+        rule: &str,
+        reason: &str,
+    ) -> Response<Body> {
         let req = Req {
             method: request.method().as_str().to_owned(),
             host: request.uri().host().unwrap_or_default().to_owned(),
@@ -1430,17 +1470,17 @@ impl Proxy {
             &req,
             &Op::unknown("none", "unknown"),
             false,
-            "proxy_auth",
-            "missing or invalid job token",
+            rule,
+            reason,
             None,
             Instant::now(),
         );
-        self.metrics.request("deny", "proxy_auth");
+        self.metrics.request("deny", rule);
         info!(
             op = "unknown",
             decision = "deny",
-            rule = "proxy_auth",
-            status = 407u16,
+            rule,
+            status = response.status().as_u16(),
             "request"
         );
         match self.evidence.record(None, draft).await {
@@ -1455,7 +1495,10 @@ impl Proxy {
         if let std::collections::hash_map::Entry::Vacant(entry) =
             jobs.entry(identity.claims.jti.clone())
         {
-            entry.insert(identity.claims.clone());
+            entry.insert(Tracked {
+                claims: identity.claims.clone(),
+                ended: None,
+            });
             if identity.contract.document().audit_only() {
                 warn!(
                     job = identity.job(),
@@ -1466,30 +1509,84 @@ impl Proxy {
         }
     }
 
-    /// Writes `job_close` for every tracked token that expired or was revoked. Runs every
-    /// second; returns how many it closed.
+    /// Fleet mode: records in the shared state that this proxy's log serves the identity's
+    /// job, once per job and before the job's first receipt here, so the job's close lists
+    /// this log. Answers why not when the state cannot be reached.
+    pub async fn serve_job(&self, identity: &Identity) -> Result<(), String> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(());
+        };
+        let job = identity.job();
+        let known = |served: &std::collections::HashSet<String>| served.contains(job);
+        if known(&self.served.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
+        fleet
+            .serve_job(job, self.evidence.origin())
+            .await
+            .map_err(|error| {
+                warn!(%error, job, "the fleet's state did not record this log for the job");
+                "the fleet's state is unavailable".to_owned()
+            })?;
+        self.served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.to_owned());
+        Ok(())
+    }
+
+    /// Writes `job_close` for every tracked token that expired or was revoked (in fleet
+    /// mode, [`FLEET_CLOSE_GRACE`] after this proxy saw it end, listing every log that served
+    /// the job). Runs every second; returns how many it closed.
     pub async fn close_ended_jobs(&self) -> usize {
+        let grace = if self.fleet.is_some() {
+            FLEET_CLOSE_GRACE
+        } else {
+            std::time::Duration::ZERO
+        };
         let ended: Vec<(claw_tokens::Claims, String)> = {
-            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            jobs.values()
-                .filter_map(|claims| {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.values_mut()
+                .filter_map(|tracked| {
                     // A list that cannot be confirmed ends no job: it only refuses requests
                     // until it can be.
-                    self.auth
-                        .recheck_claims(claims)
+                    let refused = self
+                        .auth
+                        .recheck_claims(&tracked.claims)
                         .err()
-                        .filter(|refused| !refused.unavailable)
-                        .map(|refused| (claims.clone(), refused.reason))
+                        .filter(|refused| !refused.unavailable)?;
+                    let since = *tracked.ended.get_or_insert_with(Instant::now);
+                    (since.elapsed() >= grace).then(|| (tracked.claims.clone(), refused.reason))
                 })
                 .collect()
         };
         let mut closed = 0;
         for (claims, reason) in ended {
-            if self.evidence.close_job(&claims, &reason).await.is_ok() {
+            let logs = match &self.fleet {
+                None => None,
+                Some(fleet) => match fleet.job_logs(&claims.job).await {
+                    Ok(logs) => Some(logs),
+                    // Closed on a later tick, when the state answers again.
+                    Err(error) => {
+                        warn!(%error, job = claims.job, "cannot list the job's logs to close it");
+                        continue;
+                    }
+                },
+            };
+            if self
+                .evidence
+                .close_job(&claims, &reason, logs)
+                .await
+                .is_ok()
+            {
                 self.jobs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&claims.jti);
+                self.served
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&claims.job);
                 self.metrics.forget(&claims.job);
                 closed += 1;
             }

@@ -115,22 +115,11 @@ pub fn query(receipts_dir: &Path, index_dir: &Path, filter: &Filter) -> Result<A
         matches: Vec::new(),
         scanned: 0,
     };
-    let mut logs: Vec<PathBuf> = match fs::read_dir(receipts_dir) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(err(receipts_dir, e)),
-    };
-    logs.sort();
+    let logs = crate::log::log_dirs(receipts_dir).map_err(|e| err(receipts_dir, e))?;
     for log in logs {
-        let Some(id) = log.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let index = Index::open(&index_dir.join(id), &log)?;
-        index.scan(filter, &receipt::origin(id), &mut answer)?;
+        // An instance's index sits inside its proxy's index directory, as its log does.
+        let index = Index::open(&index_dir.join(&log.name), &log.dir)?;
+        index.scan(filter, &log.origin, &mut answer)?;
     }
     Ok(answer)
 }

@@ -1,10 +1,12 @@
-//! Fleet mode as deployed: two `clawproxy run --state postgres://…` processes with their own
-//! data dirs and logs (cloned from one `init`, as a fleet's proxies share keys and contracts)
+//! Fleet mode as deployed: two `clawproxy run --state postgres://… --instance …` processes with
+//! their own data dirs and logs (cloned from one `init`, as a fleet's proxies share keys and
+//! contracts; their `receipts` directory is shared storage, each writing its own log in it)
 //! and one real PostgreSQL. A revocation made through `clawscope revoke --state` on one data
 //! dir is refused by the other proxy; a budget of N across both admits exactly N; with the
-//! server down both fail closed with 503, and both serve again once it is back.
+//! server down both fail closed with 503, and both serve again once it is back; a job served
+//! by both bundles and verifies as complete, and not when either log is left out.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use claw_tests::postgres::Postgres;
@@ -92,16 +94,18 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
         &["publish", contract.to_str().unwrap(), "--data-dir", a],
     );
     let budget_token = mint(a, BUDGET_POLICY, BUDGET_JOB);
-    // The second proxy: the same keys, contracts and config, its own (empty) log.
+    // The second proxy: the same keys, contracts and config, its own log in shared storage.
     let b_dir = work.path().join("b");
     let copied = std::process::Command::new("cp")
         .args(["-a", a, b_dir.to_str().unwrap()])
         .status()
         .unwrap();
     assert!(copied.success());
-    let state = ["--state", url.as_str()];
-    let proxy_a = support::start_proxy_with(&a_dir, &work.path().join("a.stderr"), &state);
-    let proxy_b = support::start_proxy_with(&b_dir, &work.path().join("b.stderr"), &state);
+    std::fs::remove_dir(b_dir.join("receipts")).unwrap();
+    std::os::unix::fs::symlink(a_dir.join("receipts"), b_dir.join("receipts")).unwrap();
+    let with = |instance| ["--state", url.as_str(), "--instance", instance];
+    let proxy_a = support::start_proxy_with(&a_dir, &work.path().join("a.stderr"), &with("a"));
+    let proxy_b = support::start_proxy_with(&b_dir, &work.path().join("b.stderr"), &with("b"));
 
     // A budget of N across both proxies admits exactly N, the rest get 429 with Retry-After.
     let proxies = [&proxy_a, &proxy_b];
@@ -130,7 +134,9 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
 
     // Revoked through A's data dir and the fleet's state: B, which never saw A's data dir,
     // refuses the token.
-    assert_eq!(read(&proxy_b, JOB, &token).status, 200);
+    for proxy in [&proxy_a, &proxy_b, &proxy_b] {
+        assert_eq!(read(proxy, JOB, &token).status, 200);
+    }
     run_ok(
         "clawscope",
         &[
@@ -203,8 +209,22 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
     // The budget outlived the outage: still spent.
     assert_eq!(read(&proxy_a, BUDGET_JOB, &budget_token).status, 429);
 
-    // Each proxy's own log holds its share of the job and verifies (after a clean stop, which
-    // signs a final checkpoint over every receipt).
+    // The revoked job was served by both: each proxy closes its part, listing both logs.
+    let logs = [
+        support::log_dir(&a_dir).join("a"),
+        support::log_dir(&a_dir).join("b"),
+    ];
+    let started = Instant::now();
+    while !logs.iter().all(|log| closes(log, JOB)) {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the revoked job was never closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Each proxy's own log verifies (after a clean stop, which signs a final checkpoint over
+    // every receipt), and a job spread over both bundles and verifies from either data dir.
     let (mut proxy_a, mut proxy_b) = (proxy_a, proxy_b);
     for proxy in [&mut proxy_a, &mut proxy_b] {
         assert!(proxy.proc.terminate().success());
@@ -213,12 +233,115 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
     for data in [&a_dir, &b_dir] {
         support::bundle_and_verify(data, BUDGET_JOB, out);
     }
-    check_state_unavailable_receipt(&b_dir);
+    check_state_unavailable_receipt(&a_dir, &logs[1]);
+    check_complete_across_logs(&a_dir, &logs, out);
+}
+
+/// Whether the log in `dir` holds the `job_close` of `job`, naming both instances' logs
+/// (read while the proxy runs, so unverified: the bundle and its verification come later).
+fn closes(dir: &Path, job: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            text.lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .collect::<Vec<_>>()
+        })
+        .any(|r| {
+            r["kind"] == "job_close"
+                && r["job"] == job
+                && r["logs"].as_array().is_some_and(|logs| logs.len() == 2)
+        })
+}
+
+/// The job served by both proxies: one bundle carries both logs and is `verified-complete`;
+/// without B's log, bundling refuses and names it; a bundle with B's part cut out fails.
+fn check_complete_across_logs(data: &Path, logs: &[PathBuf; 2], out: &Path) {
+    let bundle = support::bundle_and_verify(data, JOB, out);
+    let trust = data.join("trust.json");
+    let verify = |bundle: &Path| {
+        support::run(
+            "clawverify",
+            &[
+                "verify",
+                bundle.to_str().unwrap(),
+                "--trust",
+                trust.to_str().unwrap(),
+                "--json",
+            ],
+        )
+    };
+    let report = verify(&bundle);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["tier"], "verified-complete", "{report}");
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let origins: Vec<&str> = parsed["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(origins.len(), 2, "{origins:?}");
+    assert!(origins[0].ends_with("/a") && origins[1].ends_with("/b"));
+
+    // B's part cut out of the bundle: A's close says B served the job too.
+    let mut cut = parsed.clone();
+    let b = origins[1].to_owned();
+    cut["receipts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["log"] != b.as_str());
+    cut["logs"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|l| l["origin"] != b.as_str());
+    let cut_path = out.join("cut.bundle.json");
+    std::fs::write(&cut_path, serde_json::to_vec(&cut).unwrap()).unwrap();
+    let verdict = verify(&cut_path);
+    assert_eq!(verdict.status.code(), Some(1));
+    let verdict: serde_json::Value = serde_json::from_slice(&verdict.stdout).unwrap();
+    let closed = verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "job.closed")
+        .unwrap();
+    assert_eq!(closed["status"], "fail", "{closed}");
+    assert!(closed["reason"].as_str().unwrap().contains(&b), "{closed}");
+
+    // B's log not where the bundler looks: it refuses and says which log is missing.
+    let away = out.join("b-log-elsewhere");
+    std::fs::rename(&logs[1], &away).unwrap();
+    let refused = support::run(
+        "clawverify",
+        &[
+            "bundle",
+            "--job",
+            JOB,
+            "-o",
+            out.join("partial.json").to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    std::fs::rename(&away, &logs[1]).unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&b) && stderr.contains("also served"),
+        "{stderr}"
+    );
 }
 
 /// The 503 B gave for the unreachable budget is a receipted denial by `state_unavailable`.
-fn check_state_unavailable_receipt(data: &Path) {
-    let log = support::read_log(data);
+fn check_state_unavailable_receipt(data: &Path, log: &Path) {
+    let log = support::read_log_at(data, log);
     let found = log.receipts.iter().any(|r| {
         r.job == BUDGET_JOB
             && r.decision

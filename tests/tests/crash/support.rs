@@ -580,8 +580,13 @@ impl LogContents {
 /// checkpoint's root that of the log's prefix, and the latest checkpoint covering the whole
 /// log (the proxy stopped gracefully last).
 pub(crate) fn read_log(data: &Path) -> LogContents {
+    read_log_at(data, &log_dir(data))
+}
+
+/// [`read_log`] of the log in `dir` (a fleet instance's log), under `data`'s trust.
+pub(crate) fn read_log_at(data: &Path, dir: &Path) -> LogContents {
     let trust = TrustStore::load(&data.join("trust.json")).expect("trust.json");
-    let reader = LogReader::new(log_dir(data), trust);
+    let reader = LogReader::new(dir, trust);
     let mut tree = Tree::new();
     let receipts: Vec<Receipt> = reader
         .receipts()

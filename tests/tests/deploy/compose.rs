@@ -280,6 +280,7 @@ fn the_fleet_profile_puts_two_proxies_on_one_state_behind_a_balancer() {
     );
     // Each proxy: its own data dir and log, the seed read-only, the one shared state.
     let mut data_volumes = BTreeSet::new();
+    let mut instances = BTreeSet::new();
     for name in ["clawproxy-a", "clawproxy-b"] {
         assert!(
             haproxy.contains(&format!("server {} {name}:3128", &name[10..])),
@@ -295,6 +296,16 @@ fn the_fleet_profile_puts_two_proxies_on_one_state_behind_a_balancer() {
                 && env["CLAW_STATE"].contains("@postgres:5432/"),
             "{name}: {}",
             env["CLAW_STATE"]
+        );
+        // Its own log, named by its instance, in the receipts volume both share.
+        assert!(instances.insert(env["CLAW_INSTANCE"].clone()), "{name}");
+        let receipts = format!("{}/receipts", env["CLAW_HOME"]);
+        assert!(
+            compose
+                .volumes(name)
+                .iter()
+                .any(|(s, t)| s == "fleet-receipts" && *t == receipts),
+            "{name} writes its log into the shared fleet-receipts volume"
         );
         let volumes = compose.volumes(name);
         let data = volumes
@@ -323,10 +334,13 @@ fn the_fleet_profile_puts_two_proxies_on_one_state_behind_a_balancer() {
         script.contains("exec clawproxy run --data-dir \"$CLAW_HOME\""),
         "{script}"
     );
-    assert!(
-        files::help_flags("clawproxy", Some("run")).contains(&"--state".to_owned()),
-        "clawproxy run takes --state (CLAW_STATE)"
-    );
+    let flags = files::help_flags("clawproxy", Some("run"));
+    for flag in ["--state", "--instance"] {
+        assert!(
+            flags.contains(&flag.to_owned()),
+            "clawproxy run takes {flag}"
+        );
+    }
 }
 
 #[test]

@@ -37,6 +37,36 @@ async fn proxies_starting_together_migrate_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logs_serving_a_job_are_recorded_once_each_and_listed_sorted() {
+    let Some(pg) = Postgres::start() else { return };
+    let (a, b) = (
+        Fleet::connect(&pg.url()).await.unwrap(),
+        Fleet::connect(&pg.url()).await.unwrap(),
+    );
+    assert_eq!(a.job_logs("j").await.unwrap(), Vec::<String>::new());
+    let served: Vec<_> = [(&b, "clawproxy/p1/b"), (&a, "clawproxy/p1/a")]
+        .into_iter()
+        .cycle()
+        .take(6)
+        .map(|(fleet, log)| {
+            let fleet = fleet.clone();
+            tokio::spawn(async move { fleet.serve_job("j", log).await })
+        })
+        .collect();
+    for serve in served {
+        serve.await.unwrap().unwrap();
+    }
+    a.serve_job("other", "clawproxy/p1/c").await.unwrap();
+    assert_eq!(
+        b.job_logs("j").await.unwrap(),
+        ["clawproxy/p1/a", "clawproxy/p1/b"]
+    );
+    pg.kill();
+    assert!(a.serve_job("j", "clawproxy/p1/d").await.is_err());
+    assert!(a.job_logs("j").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_of_n_admits_exactly_n_across_many_takers() {
     let Some(pg) = Postgres::start() else { return };
     // Two handles, as two proxies would have, each with its own pool.

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use claw_policy::datadir::DataDir;
 use claw_policy::envelope::Envelope;
@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::{BUNDLE_TYPE, Consistency, Inclusion, encode_hash};
 use crate::checkpoint;
-use crate::log::{CheckpointRecord, LogReader, ReadError};
+use crate::log::{CheckpointRecord, LogDir, LogReader, ReadError};
 use crate::merkle::Tree;
 use crate::receipt;
 
@@ -83,6 +83,22 @@ pub enum BuildError {
     NoReceipts {
         /// The job.
         job: String,
+        /// The receipts directory.
+        dir: PathBuf,
+    },
+    /// A `job_close` says other logs served the job too, and they are not here.
+    #[error(
+        "job {job:?} was also served by {} (its job_close says so) and {} does not hold that \
+         log: copy it there as receipts/<proxy id>/<instance> (or bundle where every proxy \
+         writes its log) and run bundle again",
+        missing.join(", "),
+        dir.display()
+    )]
+    MissingLogs {
+        /// The job.
+        job: String,
+        /// The origins of the absent logs.
+        missing: Vec<String>,
         /// The receipts directory.
         dir: PathBuf,
     },
@@ -155,9 +171,12 @@ pub fn build(
     let mut jtis = BTreeSet::new();
     let mut wpcs = BTreeSet::new();
     let mut proxy_kids = BTreeSet::new();
+    let mut listed = BTreeSet::new();
     let mut written = 0u64;
-    for log_dir in log_dirs(&dir.receipts())? {
-        let Some(part) = scan_log(&log_dir, &trust, job, |r, leaf| {
+    let logs = crate::log::log_dirs(&dir.receipts())
+        .map_err(|e| BuildError::DataDir(format!("{}: {e}", dir.receipts().display())))?;
+    for log in &logs {
+        let Some(part) = scan_log(log, &trust, job, |r, leaf| {
             if written > 0 {
                 out.write_all(b",")?;
             }
@@ -170,6 +189,7 @@ pub fn build(
                 wpcs.insert(wpc.clone());
             }
             proxy_kids.insert(r.proxy.clone());
+            listed.extend(r.logs.iter().flatten().cloned());
             Ok(())
         })?
         else {
@@ -180,6 +200,17 @@ pub fn build(
     if parts.is_empty() {
         return Err(BuildError::NoReceipts {
             job: job.to_owned(),
+            dir: dir.receipts(),
+        });
+    }
+    let missing: Vec<String> = listed
+        .into_iter()
+        .filter(|origin| !parts.iter().any(|p| &p.origin == origin))
+        .collect();
+    if !missing.is_empty() {
+        return Err(BuildError::MissingLogs {
+            job: job.to_owned(),
+            missing,
             dir: dir.receipts(),
         });
     }
@@ -231,38 +262,19 @@ pub fn build(
     })
 }
 
-/// `receipts/<proxy id>` directories, sorted.
-fn log_dirs(receipts: &Path) -> Result<Vec<PathBuf>, BuildError> {
-    let entries = match std::fs::read_dir(receipts) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(BuildError::DataDir(format!("{}: {e}", receipts.display())));
-        }
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    Ok(dirs)
-}
-
 /// Streams one log, handing the job's receipts to `emit`; `None` when the job is not in it.
 fn scan_log(
-    dir: &Path,
+    log: &LogDir,
     trust: &TrustStore,
     job: &str,
     mut emit: impl FnMut(&receipt::Receipt, &[u8]) -> io::Result<()>,
 ) -> Result<Option<LogPart>, BuildError> {
     let log_error = |source| BuildError::Log {
-        dir: dir.to_owned(),
+        dir: log.dir.clone(),
         source,
     };
-    let proxy_id = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let origin = receipt::origin(proxy_id);
-    let reader = LogReader::new(dir, trust.clone());
+    let origin = log.origin.clone();
+    let reader = LogReader::new(&log.dir, trust.clone());
     let mut tree = Tree::new();
     let mut seqs = Vec::new();
     let mut closed = false;
@@ -292,6 +304,12 @@ fn scan_log(
         .latest_checkpoint()
         .map_err(log_error)?
         .ok_or_else(|| checkpoint_error("no checkpoint yet".into()))?;
+    if cp.origin != origin {
+        return Err(checkpoint_error(format!(
+            "the log's checkpoint names {:?}; a log directory may not be moved or renamed",
+            cp.origin
+        )));
+    }
     let last = *seqs.last().expect("not empty");
     if cp.size <= last {
         return Err(checkpoint_error(format!(

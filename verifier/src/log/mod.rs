@@ -70,7 +70,7 @@ use claw_policy::keys::Purpose;
 use ed25519_dalek::SigningKey;
 
 pub use reader::{
-    CheckpointRecord, JobSummary, LogReader, LogSummary, ReadError, Receipts,
+    CheckpointRecord, JobSummary, LogReader, LogSummary, ReadError, Receipts, note_verifiers,
     read_checkpoint_history, read_log,
 };
 pub(crate) use segment::list_segments;
@@ -85,10 +85,13 @@ use crate::receipt::{AuditKey, Closed, Cst, Decision, Kind, Op, Req, Resp, Tunne
 /// adjust the public tuning fields.
 #[derive(Clone)]
 pub struct LogConfig {
-    /// `receipts/<proxy id>`.
+    /// `receipts/<proxy id>`, or `receipts/<proxy id>/<instance>`.
     pub dir: PathBuf,
     /// The proxy id: the trust.json name of the proxy key; origin `clawproxy/<proxy id>`.
     pub proxy_id: String,
+    /// Which of several proxies sharing the identity this is (fleet mode): its log is
+    /// `clawproxy/<proxy id>/<instance>`. Set with [`LogConfig::for_instance`].
+    pub instance: Option<String>,
     /// The proxy key: signs receipts and checkpoints.
     pub signing_key: SigningKey,
     /// The audit key, for the proxy's keyed body hashes ([`LogHandle::audit`]).
@@ -124,6 +127,7 @@ impl LogConfig {
         Self {
             dir: receipts.join(proxy_id),
             proxy_id: proxy_id.to_owned(),
+            instance: None,
             signing_key,
             audit_key,
             segment_bytes: 64 * 1024 * 1024,
@@ -164,9 +168,18 @@ impl LogConfig {
         ))
     }
 
-    /// `clawproxy/<proxy id>`.
+    /// Makes this the log of one instance among proxies sharing the identity: origin
+    /// `clawproxy/<proxy id>/<instance>`, directory `receipts/<proxy id>/<instance>`. The
+    /// caller checks the name with [`crate::receipt::is_instance_name`].
+    pub fn for_instance(mut self, instance: &str) -> Self {
+        self.dir = self.dir.join(instance);
+        self.instance = Some(instance.to_owned());
+        self
+    }
+
+    /// `clawproxy/<proxy id>`, or `clawproxy/<proxy id>/<instance>`.
     pub fn origin(&self) -> String {
-        crate::receipt::origin(&self.proxy_id)
+        crate::receipt::instance_origin(&self.proxy_id, self.instance.as_deref())
     }
 }
 
@@ -175,6 +188,7 @@ impl std::fmt::Debug for LogConfig {
         f.debug_struct("LogConfig")
             .field("dir", &self.dir)
             .field("proxy_id", &self.proxy_id)
+            .field("instance", &self.instance)
             .field("signing_key", &"[redacted]")
             .field("audit_key", &self.audit_key)
             .field("segment_bytes", &self.segment_bytes)
@@ -185,6 +199,60 @@ impl std::fmt::Debug for LogConfig {
             .field("sync_lanes", &self.sync_lanes)
             .finish_non_exhaustive()
     }
+}
+
+/// A log under a data dir's `receipts/` directory.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct LogDir {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its path under `receipts/`: `<proxy id>` or `<proxy id>/<instance>`.
+    pub name: String,
+    /// `clawproxy/<name>`.
+    pub origin: String,
+}
+
+/// Every log under `receipts`, sorted by origin: `receipts/<proxy id>` (one per proxy key)
+/// and, for proxies sharing an identity in a fleet, `receipts/<proxy id>/<instance>`.
+pub fn log_dirs(receipts: &Path) -> std::io::Result<Vec<LogDir>> {
+    let mut logs = Vec::new();
+    for (id, dir) in subdirs(receipts)? {
+        for (instance, dir) in subdirs(&dir)? {
+            if crate::receipt::is_instance_name(&instance) {
+                logs.push(LogDir {
+                    origin: crate::receipt::instance_origin(&id, Some(&instance)),
+                    name: format!("{id}/{instance}"),
+                    dir,
+                });
+            }
+        }
+        logs.push(LogDir {
+            origin: crate::receipt::origin(&id),
+            name: id,
+            dir,
+        });
+    }
+    logs.sort_by(|a, b| a.origin.cmp(&b.origin));
+    Ok(logs)
+}
+
+/// The directories in `dir` with UTF-8 names (none when `dir` does not exist).
+fn subdirs(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir()
+            && let Some(name) = path.file_name().and_then(|n| n.to_str())
+        {
+            out.push((name.to_owned(), path.clone()));
+        }
+    }
+    Ok(out)
 }
 
 /// What the proxy hands the writer: a receipt without the fields the log assigns (`v`, `id`,
@@ -248,6 +316,9 @@ pub struct JobClose {
     pub cst: Option<Cst>,
     /// The token's pinned contract hash, when known.
     pub wpc: Option<String>,
+    /// Fleet mode: the other logs that served the job, from the shared state (the writer
+    /// adds its own and sorts them).
+    pub logs: Option<Vec<String>>,
 }
 
 impl JobClose {
@@ -258,6 +329,7 @@ impl JobClose {
             closed,
             cst: None,
             wpc: None,
+            logs: None,
         }
     }
 }

@@ -188,7 +188,6 @@ impl LogReader {
     /// of this log (note name = origin); sizes must never decrease.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError> {
         let history = self.checkpoint_history()?;
-        let verifiers = self.note_verifiers();
         let file = self.dir.join("checkpoints").display().to_string();
         let mut out: Vec<Checkpoint> = Vec::with_capacity(history.len());
         for (i, record) in history.iter().enumerate() {
@@ -196,8 +195,16 @@ impl LogReader {
                 file: file.clone(),
                 message: format!("entry {}: {message}", i + 1),
             };
+            let origin = record.note.lines().next().unwrap_or_default();
+            let verifiers = note_verifiers(&self.trust, origin);
             let cp = checkpoint::open_checkpoint(&record.note, &verifiers)
                 .map_err(|e| bad(e.to_string()))?;
+            if out.last().is_some_and(|last| last.origin != cp.origin) {
+                return Err(bad(format!(
+                    "a checkpoint of {:?} among another log's",
+                    cp.origin
+                )));
+            }
             if cp.size != record.size {
                 return Err(bad(format!(
                     "size {} but the note says {}",
@@ -220,24 +227,26 @@ impl LogReader {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(&path, &e)),
         };
-        let cp = checkpoint::open_checkpoint(&note, &self.note_verifiers()).map_err(|e| {
-            ReadError::Segment {
+        // Opened under the origin it names; callers compare that with the log they expect.
+        let origin = note.lines().next().unwrap_or_default();
+        let verifiers = note_verifiers(&self.trust, origin);
+        let cp =
+            checkpoint::open_checkpoint(&note, &verifiers).map_err(|e| ReadError::Segment {
                 file: path.display().to_string(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Some((cp, note)))
     }
+}
 
-    fn note_verifiers(&self) -> Vec<NoteVerifier> {
-        self.trust
-            .by_purpose(Purpose::Proxy)
-            .map(|k| NoteVerifier {
-                name: receipt::origin(&k.name),
-                key: k.key,
-            })
-            .collect()
-    }
+/// The trusted verifiers of the checkpoints of log `origin`: every proxy key whose proxy the
+/// origin belongs to (its own log or an instance's), under the key name `origin`.
+pub fn note_verifiers(trust: &TrustStore, origin: &str) -> Vec<NoteVerifier> {
+    trust
+        .by_purpose(Purpose::Proxy)
+        .filter(|k| receipt::is_origin_of(origin, &k.name))
+        .map(|k| NoteVerifier::new(origin, k.key))
+        .collect()
 }
 
 /// Reads and verifies a whole log signed by `key`, whose directory is named for its proxy id

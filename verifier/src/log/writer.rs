@@ -403,6 +403,12 @@ impl State {
                     let mut r = self.assign(draft, &ts, ms);
                     r.count = Some(r.job_seq);
                     r.closed = Some(close.closed);
+                    r.logs = close.logs.map(|mut logs| {
+                        logs.push(self.origin.clone());
+                        logs.sort();
+                        logs.dedup();
+                        logs
+                    });
                     r
                 }
             };
@@ -457,6 +463,7 @@ impl State {
             count: None,
             closed: None,
             recovery: None,
+            logs: None,
             sig: String::new(),
         }
     }

@@ -300,8 +300,13 @@ pub struct Receipt {
     pub job_seq: u64,
     /// What happened.
     pub kind: Kind,
-    /// Log origin, `clawproxy/<proxy id>`.
+    /// Log origin: `clawproxy/<proxy id>`, or `clawproxy/<proxy id>/<instance>` when several
+    /// proxies share one identity (fleet mode).
     pub log: String,
+    /// Every log that served the job, as the fleet's shared state knew them when this log
+    /// closed it (`job_close` in fleet mode; sorted, this log among them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Vec<String>>,
     /// The operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<Op>,
@@ -363,7 +368,7 @@ pub enum ReceiptError {
     #[error("receipt signature does not verify")]
     Signature,
     /// The receipt names a log other than the one its key belongs to.
-    #[error("receipt claims log {found:?} but its key belongs to {expected:?}")]
+    #[error("receipt claims log {found:?} but its key belongs to {expected:?} (or its instances)")]
     WrongLog {
         /// The receipt's `log`.
         found: String,
@@ -468,6 +473,7 @@ impl Receipt {
             ("count", self.count.is_some()),
             ("closed", self.closed.is_some()),
             ("recovery", self.recovery.is_some()),
+            ("logs", self.logs.is_some()),
         ];
         if let Some(d) = &self.decision
             && d.would_deny
@@ -523,6 +529,14 @@ impl Receipt {
                 }
                 if self.count != Some(self.job_seq) {
                     return fail("count must equal job_seq".into());
+                }
+                if let Some(logs) = &self.logs {
+                    let sorted = logs.windows(2).all(|w| w[0] < w[1]);
+                    if !sorted || !logs.contains(&self.log) || !logs.iter().all(|l| is_origin(l)) {
+                        return fail(
+                            "logs lists log origins, sorted and unique, this log among them".into(),
+                        );
+                    }
                 }
             }
             _ => {
@@ -638,11 +652,10 @@ pub fn verify_leaf(leaf: &[u8], trust: &TrustStore) -> Result<CheckedReceipt, Re
     if again != leaf {
         return Err(ReceiptError::NotCanonical);
     }
-    let expected = origin(&trusted.name);
-    if receipt.log != expected {
+    if !is_origin_of(&receipt.log, &trusted.name) {
         return Err(ReceiptError::WrongLog {
             found: receipt.log,
-            expected,
+            expected: origin(&trusted.name),
         });
     }
     receipt.check_shape()?;
@@ -683,6 +696,51 @@ pub(crate) fn parse_leaf_unverified(leaf: &[u8]) -> Result<CheckedReceipt, Recei
 /// The log origin of a proxy id: `clawproxy/<proxy id>`.
 pub fn origin(proxy_id: &str) -> String {
     format!("clawproxy/{proxy_id}")
+}
+
+/// The log origin of one of several proxies sharing the identity `proxy_id` (fleet mode):
+/// `clawproxy/<proxy id>/<instance>`; without an instance, [`origin`].
+pub fn instance_origin(proxy_id: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(instance) => format!("clawproxy/{proxy_id}/{instance}"),
+        None => origin(proxy_id),
+    }
+}
+
+/// Whether `log` is an origin of the proxy named `proxy_id`: its own or one of its instances'.
+pub fn is_origin_of(log: &str, proxy_id: &str) -> bool {
+    let Some(rest) = log
+        .strip_prefix("clawproxy/")
+        .and_then(|rest| rest.strip_prefix(proxy_id))
+    else {
+        return false;
+    };
+    rest.is_empty() || rest.strip_prefix('/').is_some_and(is_instance_name)
+}
+
+/// Whether `log` has the shape of a log origin: `clawproxy/<id>` or `clawproxy/<id>/<instance>`.
+pub fn is_origin(log: &str) -> bool {
+    let Some(rest) = log.strip_prefix("clawproxy/") else {
+        return false;
+    };
+    let (id, instance) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, b)| (a, Some(b)));
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'+')
+        && instance.is_none_or(is_instance_name)
+}
+
+/// An instance name: 1 to 63 of `a-z 0-9 -`, starting with a letter or digit (a host name
+/// label, so a container's host name serves).
+pub fn is_instance_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// `sha256:<hex>` of a leaf hash, the form of `prev` and `job_prev`.
@@ -759,7 +817,7 @@ fn rule_of(kind: Kind) -> Rule {
         },
         Kind::JobClose => Rule {
             required: &["count", "closed"],
-            optional: &["cst", "wpc"],
+            optional: &["cst", "wpc", "logs"],
         },
         Kind::Recovery => Rule {
             required: &["recovery"],

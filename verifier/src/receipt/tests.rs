@@ -71,6 +71,7 @@ pub(crate) fn samples(key: &SigningKey) -> Vec<Receipt> {
         count: None,
         closed: None,
         recovery: None,
+        logs: None,
         sig: String::new(),
     };
     let request = Receipt {
@@ -147,6 +148,15 @@ pub(crate) fn samples(key: &SigningKey) -> Vec<Receipt> {
         }),
         ..base.clone()
     };
+    // Fleet mode: one instance's close names every log that served the job.
+    let fleet_close = Receipt {
+        log: instance_origin(PROXY_ID, Some("b")),
+        logs: Some(vec![
+            instance_origin(PROXY_ID, Some("a")),
+            instance_origin(PROXY_ID, Some("b")),
+        ]),
+        ..job_close.clone()
+    };
     let mut all = vec![
         base,
         request,
@@ -155,6 +165,7 @@ pub(crate) fn samples(key: &SigningKey) -> Vec<Receipt> {
         tunnel_close,
         job_close,
         recovery,
+        fleet_close,
     ];
     for r in &mut all {
         r.sign(key);
@@ -269,6 +280,28 @@ fn only_trusted_proxy_keys_for_their_own_log_verify() {
         verify_leaf(&leaf, &other),
         Err(ReceiptError::WrongLog { .. })
     ));
+    // An instance of the key's proxy is its log; an instance of another proxy, or a name that
+    // is not an instance, is not.
+    for (log, ok) in [
+        (instance_origin(PROXY_ID, Some("proxy-2")), true),
+        (format!("{}x", origin(PROXY_ID)), false),
+        (format!("{}/Proxy", origin(PROXY_ID)), false),
+        (format!("{}/a/b", origin(PROXY_ID)), false),
+        (format!("{}/", origin(PROXY_ID)), false),
+        (instance_origin("p99999999", Some("a")), false),
+    ] {
+        let mut moved = r.clone();
+        moved.log = log.clone();
+        moved.sign(&key);
+        let verified = verify_leaf(&moved.leaf(), &trust_for(&key));
+        assert_eq!(verified.is_ok(), ok, "{log}: {verified:?}");
+        if !ok {
+            assert!(
+                matches!(verified, Err(ReceiptError::WrongLog { .. })),
+                "{log}"
+            );
+        }
+    }
     // A receipt signed by key A but naming key B's kid.
     let impostor = keys::generate();
     let mut forged = r.clone();
@@ -304,6 +337,21 @@ fn kind_rules_are_enforced_on_signed_receipts() {
     let mut r = all[6].clone();
     r.job = "job-1".into();
     cases.push((r, "job must be"));
+    let mut r = all[0].clone();
+    r.logs = all[7].logs.clone();
+    cases.push((r, "logs is not allowed"));
+    let at = |instance| instance_origin(PROXY_ID, Some(instance));
+    for logs in [
+        vec![at("b"), at("a")],
+        vec![at("a"), at("a"), at("b")],
+        vec![at("a")],
+        vec![at("a"), at("b"), at("b").replace("/b", "/c+d")],
+        vec![at("b"), "elsewhere/p1".into()],
+    ] {
+        let mut r = all[7].clone();
+        r.logs = Some(logs);
+        cases.push((r, "logs lists log origins"));
+    }
     let mut r = all[0].clone();
     r.ts = "2026-11-22T19:38:20Z".into();
     cases.push((r, "ts"));

@@ -2,7 +2,6 @@
 
 use claw_policy::canonical;
 use claw_policy::contract::{Contract, ToolScope};
-use claw_policy::keys::Purpose;
 use claw_policy::trust::TrustStore;
 use claw_tokens::token::{self, Decoded};
 use claw_tokens::{Claims, TokenError};
@@ -10,9 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::bundle::Bundle;
-use crate::checkpoint::{self, Checkpoint, NoteVerifier};
+use crate::checkpoint::{self, Checkpoint};
 use crate::merkle::{self, Hash};
-use crate::receipt::{self, Receipt};
+use crate::receipt::Receipt;
 
 /// One receipt of the bundle, as far as it could be read.
 pub(crate) struct Entry<'a> {
@@ -73,12 +72,11 @@ impl<'a> Ctx<'a> {
             .scope
             .clone()
             .or_else(|| contract.as_ref().map(|c| c.document().tool_scope.clone()));
-        let verifiers = note_verifiers(trust);
         let checkpoints = bundle
             .logs
             .iter()
             .map(|log| LogCheckpoint {
-                checkpoint: open_checkpoint(&log.checkpoint, &log.origin, &verifiers),
+                checkpoint: open_checkpoint(&log.checkpoint, &log.origin, trust),
             })
             .collect();
         Self {
@@ -99,11 +97,6 @@ impl<'a> Ctx<'a> {
             .iter()
             .enumerate()
             .filter_map(|(i, e)| e.receipt.as_ref().map(|r| (i, r)))
-    }
-
-    /// The trusted note verifiers of every proxy key (name = log origin).
-    pub(crate) fn note_verifiers(&self) -> Vec<NoteVerifier> {
-        note_verifiers(self.trust)
     }
 }
 
@@ -156,20 +149,14 @@ fn pinned(bundle: &Bundle, claims: Option<&Claims>) -> Option<Contract> {
     envelope.check_hash().ok()
 }
 
-fn note_verifiers(trust: &TrustStore) -> Vec<NoteVerifier> {
-    trust
-        .by_purpose(Purpose::Proxy)
-        .map(|k| NoteVerifier::new(receipt::origin(&k.name), k.key))
-        .collect()
-}
-
-/// Opens a checkpoint note under trusted keys and checks it names `origin`.
+/// Opens a checkpoint note under the trusted keys of log `origin` and checks it names it.
 pub(crate) fn open_checkpoint(
     note: &str,
     origin: &str,
-    verifiers: &[NoteVerifier],
+    trust: &TrustStore,
 ) -> Result<Checkpoint, String> {
-    let cp = checkpoint::open_checkpoint(note, verifiers).map_err(|e| e.to_string())?;
+    let verifiers = crate::log::note_verifiers(trust, origin);
+    let cp = checkpoint::open_checkpoint(note, &verifiers).map_err(|e| e.to_string())?;
     if cp.origin != origin {
         return Err(format!(
             "checkpoint of {:?} where the bundle says {origin:?}",

@@ -127,6 +127,54 @@ async fn appends_are_contiguous_chained_signed_and_checkpointed() {
 }
 
 #[tokio::test]
+async fn instances_sharing_a_key_keep_logs_of_their_own_and_close_with_every_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keys::generate();
+    let a = config(tmp.path(), &key).for_instance("a");
+    let b = config(tmp.path(), &key).for_instance("proxy-b");
+    let (log_a, _task) = LogWriter::open(a.clone()).await.unwrap();
+    let (log_b, _task) = LogWriter::open(b.clone()).await.unwrap();
+    assert_eq!(log_b.origin(), format!("clawproxy/{PROXY_ID}/proxy-b"));
+    log_a.append(call("j1")).await.unwrap();
+    log_b.append(call("j1")).await.unwrap();
+    let mut close = JobClose::new("j1", Closed::Revoked);
+    close.logs = Some(vec![log_a.origin().to_owned()]);
+    log_b.close_job(close).await.unwrap();
+    log_a.shutdown().await.unwrap();
+    log_b.shutdown().await.unwrap();
+
+    // Each log starts its own chain, under its own origin, signed by the shared key.
+    let in_b = read_all(&b.dir, &key);
+    assert_eq!(in_b[0].receipt().seq, 0);
+    assert_eq!(in_b[0].receipt().log, log_b.origin());
+    // The close lists every log that served the job, its own included, sorted.
+    let logs = in_b[1].receipt().logs.clone().unwrap();
+    assert_eq!(logs, [log_a.origin(), log_b.origin()]);
+    let reader = LogReader::new(&b.dir, trust(&key));
+    let (cp, _) = reader.latest_checkpoint().unwrap().unwrap();
+    assert_eq!((cp.origin.as_str(), cp.size), (log_b.origin(), 2));
+    assert_eq!(reader.checkpoints().unwrap().last().unwrap().size, 2);
+
+    // Found beside a log of the proxy's own; a directory that is no instance name is not a log.
+    std::fs::create_dir_all(tmp.path().join(PROXY_ID).join("Not_An_Instance")).unwrap();
+    let found: Vec<(String, String)> = log_dirs(tmp.path())
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.name, l.origin))
+        .collect();
+    let named = |name: &str| (name.to_owned(), format!("clawproxy/{name}"));
+    assert_eq!(
+        found,
+        [
+            named(PROXY_ID),
+            named(&format!("{PROXY_ID}/a")),
+            named(&format!("{PROXY_ID}/proxy-b")),
+        ]
+    );
+    assert_eq!(log_dirs(&tmp.path().join("absent")).unwrap(), []);
+}
+
+#[tokio::test]
 async fn close_job_writes_count_and_checkpoint_and_refuses_later_receipts() {
     let tmp = tempfile::tempdir().unwrap();
     let key = keys::generate();

@@ -50,9 +50,12 @@ pub(crate) fn trusted(ctx: &Ctx<'_>) -> Outcome {
         }
     }
     for log in &ctx.bundle.logs {
-        let name = log.origin.strip_prefix("clawproxy/").unwrap_or("");
         used += 1;
-        if !trust.by_purpose(Purpose::Proxy).any(|k| k.name == name) {
+        let origin = log.origin.as_str();
+        if !trust
+            .by_purpose(Purpose::Proxy)
+            .any(|k| crate::receipt::is_origin_of(origin, &k.name))
+        {
             problems.add(format!("log {:?} is not a proxy in trust.json", log.origin));
         }
     }

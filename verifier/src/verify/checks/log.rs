@@ -135,7 +135,6 @@ pub(crate) fn checkpoint(ctx: &Ctx<'_>) -> Outcome {
 /// (the log was only appended to): a fork or a rewritten history fails here. Sizes of 0 and
 /// shrinking trees are refused.
 pub(crate) fn consistency(ctx: &Ctx<'_>) -> Outcome {
-    let verifiers = ctx.note_verifiers();
     let mut problems = Problems::default();
     let mut proofs = 0usize;
     for (log, cp) in ctx.bundle.logs.iter().zip(&ctx.checkpoints) {
@@ -150,7 +149,7 @@ pub(crate) fn consistency(ctx: &Ctx<'_>) -> Outcome {
         };
         for c in &log.consistency {
             proofs += 1;
-            let older = match open_checkpoint(&c.checkpoint, &log.origin, &verifiers) {
+            let older = match open_checkpoint(&c.checkpoint, &log.origin, ctx.trust) {
                 Ok(older) => older,
                 Err(e) => {
                     problems.add(format!("{}: older checkpoint: {e}", log.origin));

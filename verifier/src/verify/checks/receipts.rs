@@ -266,7 +266,8 @@ pub(crate) fn job_sequence(ctx: &Ctx<'_>) -> Outcome {
 
 /// `job.closed`: each log's part of the job ends with a signed `job_close` whose count is the
 /// number of receipts before it; without one the job was open when bundled (tier
-/// `verified-open`).
+/// `verified-open`). In a fleet, a `job_close` lists every log that served the job: each
+/// must be in the bundle (with its own close), or receipts were left out.
 pub(crate) fn job_closed(ctx: &Ctx<'_>) -> Outcome {
     let mut problems = Problems::default();
     let mut last: BTreeMap<&str, (usize, &crate::receipt::Receipt)> = BTreeMap::new();
@@ -296,6 +297,19 @@ pub(crate) fn job_closed(ctx: &Ctx<'_>) -> Outcome {
     }
     if last.is_empty() {
         return skip("no readable receipts");
+    }
+    for (log, (i, r)) in &last {
+        for listed in r.logs.iter().flatten() {
+            if !last.contains_key(listed.as_str()) {
+                problems.receipt(
+                    Some(r.seq),
+                    format!(
+                        "receipt #{i}: the job_close of {log} says {listed} served the job too, \
+                         and the bundle has nothing of that log"
+                    ),
+                );
+            }
+        }
     }
     let mut open = Vec::new();
     for (log, (i, r)) in &last {

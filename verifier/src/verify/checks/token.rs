@@ -61,9 +61,8 @@ pub(crate) fn claims(ctx: &Ctx<'_>) -> Outcome {
         )),
         None => problems.add(format!("iss {:?} is not a trusted issuer", claims.iss)),
     }
-    let audience = crate::receipt::origin(&claims.aud);
     for log in &ctx.bundle.logs {
-        if log.origin != audience {
+        if !crate::receipt::is_origin_of(&log.origin, &claims.aud) {
             problems.add(format!(
                 "aud {:?} is not the proxy of log {:?}",
                 claims.aud, log.origin
