@@ -13,9 +13,11 @@
 //!   proxy polls into memory and answers from on every request.
 //! - [`budget`]: token buckets taken atomically by one statement, on the database's clock.
 //! - [`jobs`]: which proxies' logs served each job, for the job's close and its bundle.
+//! - [`approvals`]: held requests and the first decision on each, for every proxy and approver.
 //!
 //! An unreachable or failing server is an error here; the proxy turns it into a refusal.
 
+pub mod approvals;
 pub mod budget;
 pub mod jobs;
 mod pool;

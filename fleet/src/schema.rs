@@ -13,7 +13,21 @@ use crate::{FleetError, pool, within};
 const LOCK: i64 = 0x636c_6177;
 
 /// The migrations, in order; version = index + 1. Never edit one that has shipped: add another.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// Requests held for approval and the decisions on them, so an approver can decide a request
+/// whichever proxy holds it. The first decision stands: it is only ever written over NULL.
+const V3: &str = r#"
+CREATE TABLE claw_approvals (
+    id         text    PRIMARY KEY,
+    request    text    NOT NULL,              -- the held request, JSON
+    expires_ms bigint  NOT NULL,
+    held       boolean NOT NULL DEFAULT true, -- false once its proxy let go of it
+    decision   text,                          -- the decision that stands, JSON
+    since      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX claw_approvals_pending ON claw_approvals (expires_ms) WHERE held AND decision IS NULL;
+"#;
 
 /// Which logs served each job: a proxy adds its log before it writes the job's first receipt,
 /// and the `job_close` it writes at the end lists them all.

@@ -7,6 +7,9 @@
 //! stands and no later one can replace it: each approval is single-use. It stays after the
 //! request file is removed, so a late `approve` finds it and is refused.
 //!
+//! In fleet mode the same happens in the fleet's PostgreSQL instead ([`SharedApprovals`]), so
+//! an approver can decide a request whichever proxy holds it; [`ApprovalStore`] is either.
+//!
 //! A decision carries the held request's [`HeldRequest::binding`]: the hash of the job, method,
 //! host, normalised path, query and body hash. The proxy compares it with the request it holds
 //! in memory, so a request file edited on disk cannot lend its approval to another request.
@@ -19,6 +22,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::datadir::DataDir;
+
+mod shared;
+
+pub use shared::SharedApprovals;
 
 /// One held request, as approvers see it. Never holds a body, only its keyed hash.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq, Serialize)]
@@ -82,6 +89,51 @@ impl HeldRequest {
             "body_hash": self.body_hash,
         });
         crate::contract::hash_value(&value).expect("plain strings canonicalise")
+    }
+
+    /// `by`'s decision on this request at `now_ms`: refused unless `by` is one of its
+    /// approvers and its deadline has not passed.
+    pub fn decision(
+        &self,
+        by: &str,
+        approve: bool,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> Result<Verdict, ApprovalError> {
+        if !self.approvers.iter().any(|a| a == by) {
+            return Err(ApprovalError::NotApprover {
+                id: self.id.clone(),
+                name: by.to_owned(),
+                approvers: self.approvers.clone(),
+            });
+        }
+        if self.expires_ms <= now_ms {
+            return Err(ApprovalError::Expired(self.id.clone()));
+        }
+        Ok(Verdict {
+            id: self.id.clone(),
+            binding: self.binding(),
+            outcome: if approve {
+                Outcome::Approved
+            } else {
+                Outcome::Denied
+            },
+            by: Some(by.to_owned()),
+            reason,
+            at_ms: now_ms,
+        })
+    }
+
+    /// The decision its deadline makes: refused, by nobody.
+    pub fn timeout(&self, now_ms: u64) -> Verdict {
+        Verdict {
+            id: self.id.clone(),
+            binding: self.binding(),
+            outcome: Outcome::Timeout,
+            by: None,
+            reason: None,
+            at_ms: now_ms,
+        }
     }
 }
 
@@ -162,6 +214,9 @@ pub enum ApprovalError {
         /// The error.
         source: io::Error,
     },
+    /// The fleet's shared state could not be reached or answered wrongly.
+    #[error("the fleet's state: {0}")]
+    State(String),
     /// A file is not what this module writes.
     #[error("{path}: not an approval file: {message}")]
     Corrupt {
@@ -284,43 +339,13 @@ impl Approvals {
             }
             Err(e) => return Err(e),
         };
-        if !held.approvers.iter().any(|a| a == by) {
-            return Err(ApprovalError::NotApprover {
-                id: id.to_owned(),
-                name: by.to_owned(),
-                approvers: held.approvers,
-            });
-        }
-        if held.expires_ms <= now_ms {
-            return Err(ApprovalError::Expired(id.to_owned()));
-        }
-        let verdict = Verdict {
-            id: id.to_owned(),
-            binding: held.binding(),
-            outcome: if approve {
-                Outcome::Approved
-            } else {
-                Outcome::Denied
-            },
-            by: Some(by.to_owned()),
-            reason,
-            at_ms: now_ms,
-        };
-        self.settle(verdict)
+        self.settle(held.decision(by, approve, reason, now_ms)?)
     }
 
     /// Ends `held` at its deadline: writes a `timeout` decision, unless an approver decided
     /// first, and returns the decision that stands.
     pub fn expire(&self, held: &HeldRequest, now_ms: u64) -> Result<Verdict, ApprovalError> {
-        let verdict = Verdict {
-            id: held.id.clone(),
-            binding: held.binding(),
-            outcome: Outcome::Timeout,
-            by: None,
-            reason: None,
-            at_ms: now_ms,
-        };
-        match self.settle(verdict.clone()) {
+        match self.settle(held.timeout(now_ms)) {
             Ok(verdict) => Ok(verdict),
             Err(ApprovalError::Decided(first)) => Ok(*first),
             Err(e) => Err(e),
@@ -393,6 +418,80 @@ impl Approvals {
 
     fn decision_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.decision.json"))
+    }
+}
+
+/// Where held requests and decisions live: the data dir, or the fleet's shared state.
+#[derive(Clone, Debug)]
+pub enum ApprovalStore {
+    /// `state/approvals/` of one proxy's data dir.
+    Dir(Approvals),
+    /// The fleet's PostgreSQL.
+    Fleet(SharedApprovals),
+}
+
+impl ApprovalStore {
+    /// Records a held request so approvers can see it.
+    pub async fn hold(&self, held: &HeldRequest) -> Result<(), ApprovalError> {
+        match self {
+            Self::Dir(store) => store.hold(held),
+            Self::Fleet(store) => store.hold(held).await,
+        }
+    }
+
+    /// The held requests nobody has decided yet whose deadline is after `now_ms`, oldest first.
+    pub async fn pending(&self, now_ms: u64) -> Result<Vec<HeldRequest>, ApprovalError> {
+        match self {
+            Self::Dir(store) => store.pending(now_ms),
+            Self::Fleet(store) => store.pending(now_ms).await,
+        }
+    }
+
+    /// The held request `id`.
+    pub async fn get(&self, id: &str) -> Result<HeldRequest, ApprovalError> {
+        match self {
+            Self::Dir(store) => store.get(id),
+            Self::Fleet(store) => store.get(id).await,
+        }
+    }
+
+    /// An approver's decision (see [`Approvals::decide`]).
+    pub async fn decide(
+        &self,
+        id: &str,
+        by: &str,
+        approve: bool,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> Result<Verdict, ApprovalError> {
+        match self {
+            Self::Dir(store) => store.decide(id, by, approve, reason, now_ms),
+            Self::Fleet(store) => store.decide(id, by, approve, reason, now_ms).await,
+        }
+    }
+
+    /// Ends `held` at its deadline (see [`Approvals::expire`]).
+    pub async fn expire(&self, held: &HeldRequest, now_ms: u64) -> Result<Verdict, ApprovalError> {
+        match self {
+            Self::Dir(store) => store.expire(held, now_ms),
+            Self::Fleet(store) => store.expire(held, now_ms).await,
+        }
+    }
+
+    /// The decision about `id`, if one was made.
+    pub async fn verdict(&self, id: &str) -> Result<Option<Verdict>, ApprovalError> {
+        match self {
+            Self::Dir(store) => store.verdict(id),
+            Self::Fleet(store) => store.verdict(id).await,
+        }
+    }
+
+    /// Forgets the held request; its decision stays, so it cannot be decided again.
+    pub async fn release(&self, id: &str) {
+        match self {
+            Self::Dir(store) => store.release(id),
+            Self::Fleet(store) => store.release(id).await,
+        }
     }
 }
 

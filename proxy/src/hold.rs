@@ -1,14 +1,15 @@
 //! Holding a request until a person approves it (a contract's `approvals` rules).
 //!
-//! The held request is written to `state/approvals/` for `clawcontrols approvals` to show, and
-//! the agent's connection waits while this task polls for the decision file. It ends in one of
+//! The held request is written to `state/approvals/` (in fleet mode, to the shared state) for
+//! `clawcontrols approvals` to show, and the agent's connection waits while this task polls
+//! for the decision. It ends in one of
 //! three ways: an approver approves (the request is forwarded, once), an approver denies, or
 //! the deadline passes and the proxy records a timeout itself. Whatever the end, the request
 //! file is removed; the decision file stays, so the approval cannot be used again.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use claw_policy::approval::{Approvals, HeldRequest, Outcome, Verdict};
+use claw_policy::approval::{ApprovalStore, HeldRequest, Outcome, Verdict};
 use claw_policy::contract::ApprovalRule;
 use tracing::{info, warn};
 
@@ -50,25 +51,34 @@ impl NotApproved {
 /// Removes the request file however the hold ends (also when the agent goes away and the
 /// request's future is dropped).
 struct Release<'a> {
-    store: &'a Approvals,
+    store: &'a ApprovalStore,
     id: &'a str,
 }
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
-        self.store.release(self.id);
+        match self.store {
+            ApprovalStore::Dir(store) => store.release(self.id),
+            // Drop cannot wait: the shared state is told by a task of its own.
+            ApprovalStore::Fleet(store) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let (store, id) = (store.clone(), self.id.to_owned());
+                    runtime.spawn(async move { store.release(&id).await });
+                }
+            }
+        }
     }
 }
 
 /// Holds `held` until the decision, and returns it if it approves. The decision must be for
 /// exactly this request (its binding) and, unless it is a timeout, by one of `rule`'s approvers.
 pub async fn hold(
-    store: &Approvals,
+    store: &ApprovalStore,
     metrics: &Metrics,
     held: &HeldRequest,
     rule: &ApprovalRule,
 ) -> Result<Verdict, NotApproved> {
-    if let Err(error) = store.hold(held) {
+    if let Err(error) = store.hold(held).await {
         warn!(%error, "cannot hold the request for approval; refusing it");
         return Err(NotApproved::Failed(format!(
             "the request could not be held for approval: {error}"
@@ -82,9 +92,9 @@ pub async fn hold(
     info!(job = %held.job, op = %held.operation, approval = %held.id, approvers = %rule.approvers.join(","), timeout_s = rule.timeout_seconds, "held for approval (clawcontrols approve {} --as NAME)", held.id);
     let verdict = loop {
         tokio::time::sleep(POLL).await;
-        match store.verdict(&held.id) {
+        match store.verdict(&held.id).await {
             Ok(Some(verdict)) => break verdict,
-            Ok(None) if now_ms() >= held.expires_ms => match store.expire(held, now_ms()) {
+            Ok(None) if now_ms() >= held.expires_ms => match store.expire(held, now_ms()).await {
                 Ok(verdict) => break verdict,
                 Err(error) => {
                     return Err(NotApproved::Failed(format!(
@@ -134,6 +144,7 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use claw_policy::approval::Approvals;
     use claw_policy::contract::{OnTimeout, Operation};
     use claw_policy::datadir::DataDir;
 
@@ -189,7 +200,13 @@ mod tests {
                 act(&store, &held);
             })
         };
-        let outcome = hold(&store, &Metrics::default(), &held, &rule).await;
+        let outcome = hold(
+            &ApprovalStore::Dir(store.clone()),
+            &Metrics::default(),
+            &held,
+            &rule,
+        )
+        .await;
         person.await.unwrap();
         assert!(store.get(&held.id).is_err(), "the request file is removed");
         outcome

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use claw_fleet::{Fleet, RevocationFeed};
+use claw_policy::approval::{ApprovalStore, Approvals, SharedApprovals};
 use claw_policy::datadir::DataDir;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -52,7 +53,7 @@ pub async fn start(
             let feed = RevocationFeed::start(fleet.clone())
                 .await
                 .context("reading the fleet's revocations")?;
-            info!(server = %fleet.server(), "fleet mode: revocations and rate limits shared");
+            info!(server = %fleet.server(), "fleet mode: revocations, rate limits and approvals shared");
             if config.instance.is_none() {
                 warn!(
                     "fleet mode without `instance`: this proxy logs as clawproxy/<proxy id>, \
@@ -88,7 +89,10 @@ pub async fn start(
         env,
         vec![listen, admin],
         Shared {
-            approvals: claw_policy::approval::Approvals::new(dir),
+            approvals: match &fleet {
+                None => ApprovalStore::Dir(Approvals::new(dir)),
+                Some(fleet) => ApprovalStore::Fleet(SharedApprovals::new(fleet.clone())),
+            },
             budgets,
             fleet,
         },

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use claw_policy::approval::{Approvals, HeldRequest};
+use claw_policy::approval::{ApprovalStore, Approvals, HeldRequest};
 use claw_policy::classify::{self, Classified, Op as ClassifiedOp};
 use claw_policy::contract::CONTRACT_RULES;
 use claw_policy::contract::{ApprovalRule, Category, Operation, RateLimits};
@@ -80,7 +80,7 @@ pub struct Proxy {
     tunnels: Arc<Semaphore>,
     vault_names: std::sync::Mutex<HashMap<String, String>>,
     jobs: std::sync::Mutex<HashMap<String, Tracked>>,
-    approvals: Approvals,
+    approvals: ApprovalStore,
     fleet: Option<claw_fleet::Fleet>,
     /// Fleet mode: jobs the shared state knows this log serves.
     served: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -103,7 +103,7 @@ const FLEET_CLOSE_GRACE: std::time::Duration =
 /// partly in its shared database.
 pub struct Shared {
     /// Requests held for approval, and the decisions on them.
-    pub approvals: Approvals,
+    pub approvals: ApprovalStore,
     /// Rate-limit budgets.
     pub budgets: Budgets,
     /// Fleet mode: the shared state, which also records the logs that serve each job.

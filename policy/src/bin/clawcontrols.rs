@@ -196,6 +196,8 @@ enum Command {
     Approvals {
         #[command(flatten)]
         data: DataDirArg,
+        #[command(flatten)]
+        state: StateArg,
         /// Machine-readable output: [{id, job, operation, method, host, path, approvers,
         /// expires_in_seconds, …}].
         #[arg(long)]
@@ -254,6 +256,18 @@ struct Decide {
     reason: Option<String>,
     #[command(flatten)]
     data: DataDirArg,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+#[derive(Debug, clap::Args)]
+struct StateArg {
+    /// Fleet mode: the requests held by every proxy sharing this PostgreSQL, instead of the
+    /// data dir's (the proxies' `state`).
+    ///
+    /// Example: --state postgres://claw@10.0.0.5:5432/claw
+    #[arg(long, env = "CLAW_STATE", hide_env_values = true)]
+    state: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -407,7 +421,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Approvals { data, json } => approvals::list(&DataDir::new(&data.data_dir), json),
+        Command::Approvals { data, state, json } => {
+            approvals::list(&DataDir::new(&data.data_dir), state.state, json)
+        }
         Command::Approve(decide) => approvals::decide(decide, true),
         Command::Deny(decide) => approvals::decide(decide, false),
         Command::Serve { listen, data, json } => {

@@ -16,6 +16,8 @@ use super::support::{self, Proxy, Response, run_ok};
 const JOB: &str = "fleet-job";
 const BUDGET_JOB: &str = "fleet-budget-job";
 const BUDGET_POLICY: &str = "fleet-budgeted-agent";
+const APPROVAL_JOB: &str = "fleet-approval-job";
+const APPROVAL_POLICY: &str = "fleet-approved-agent";
 /// Reads per hour the budgeted contract allows, across the fleet.
 const BUDGET: usize = 6;
 /// Safety net for what must happen "soon" (never an assertion on speed).
@@ -28,6 +30,18 @@ fn budgeted_contract() -> String {
         .replacen(
             "\"sandbox\"",
             &format!("\"rate_limits\": {{\"reads\": {{\"per_hour\": {BUDGET}}}}}, \"sandbox\""),
+            1,
+        )
+}
+
+/// The seed contract renamed, its reads held for alice's approval.
+fn approval_contract() -> String {
+    let seed = include_str!("../../../examples/policies/1password-readonly-agent.json");
+    seed.replacen("1password-readonly-agent", APPROVAL_POLICY, 1)
+        .replacen(
+            "\"sandbox\"",
+            r#""approvals": [{"operations": ["read_item"], "approvers": ["alice"],
+                "timeout_seconds": 60, "on_timeout": "deny"}], "sandbox""#,
             1,
         )
 }
@@ -87,13 +101,19 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
     let a_dir = work.path().join("a");
     let token = support::prepare(&a_dir, sim, JOB);
     let a = a_dir.to_str().unwrap();
-    let contract = work.path().join("budgeted.json");
-    std::fs::write(&contract, budgeted_contract()).unwrap();
-    run_ok(
-        "clawcontrols",
-        &["publish", contract.to_str().unwrap(), "--data-dir", a],
-    );
+    for (file, contract) in [
+        ("budgeted.json", budgeted_contract()),
+        ("approved.json", approval_contract()),
+    ] {
+        let path = work.path().join(file);
+        std::fs::write(&path, contract).unwrap();
+        run_ok(
+            "clawcontrols",
+            &["publish", path.to_str().unwrap(), "--data-dir", a],
+        );
+    }
     let budget_token = mint(a, BUDGET_POLICY, BUDGET_JOB);
+    let approval_token = mint(a, APPROVAL_POLICY, APPROVAL_JOB);
     // The second proxy: the same keys, contracts and config, its own log in shared storage.
     let b_dir = work.path().join("b");
     let copied = std::process::Command::new("cp")
@@ -131,6 +151,9 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
     let admitted = statuses.iter().filter(|&&s| s == 200).count();
     let limited = statuses.iter().filter(|&&s| s == 429).count();
     assert_eq!((admitted, limited), (BUDGET, BUDGET * 2), "{statuses:?}");
+
+    // A request held by B is listed and approved through the shared state from A's data dir.
+    approve_across_the_fleet(&proxy_b, a, &url, &approval_token);
 
     // Revoked through A's data dir and the fleet's state: B, which never saw A's data dir,
     // refuses the token.
@@ -235,6 +258,54 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
     }
     check_state_unavailable_receipt(&a_dir, &logs[1]);
     check_complete_across_logs(&a_dir, &logs, out);
+}
+
+/// The agent's read waits at `holder` until alice approves it with `clawcontrols --state` run
+/// against another data dir; the approval is single-use.
+fn approve_across_the_fleet(holder: &Proxy, data: &str, url: &str, token: &str) {
+    std::thread::scope(|scope| {
+        let agent = scope.spawn(|| read(holder, APPROVAL_JOB, token));
+        let started = Instant::now();
+        let held = loop {
+            let listed: serde_json::Value = serde_json::from_str(&run_ok(
+                "clawcontrols",
+                &["approvals", "--json", "--state", url, "--data-dir", data],
+            ))
+            .unwrap();
+            if let Some(first) = listed.as_array().and_then(|a| a.first()) {
+                break first.clone();
+            }
+            // The data dir alone knows nothing of it: the request is B's, in the fleet's state.
+            assert!(
+                started.elapsed() < PATIENCE,
+                "nothing was held for approval"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(held["job"], APPROVAL_JOB);
+        let local = run_ok("clawcontrols", &["approvals", "--json", "--data-dir", data]);
+        assert_eq!(local.trim(), "[]", "{local}");
+        let id = held["id"].as_str().unwrap();
+        let decide = |verb: &str, name: &str| {
+            support::run(
+                "clawcontrols",
+                &[verb, id, "--as", name, "--state", url, "--data-dir", data],
+            )
+        };
+        let mallory = decide("approve", "mallory");
+        assert_eq!(mallory.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&mallory.stderr).contains("alice"));
+        assert!(decide("approve", "alice").status.success());
+        let answered = agent.join().unwrap();
+        assert_eq!(answered.status, 200, "{}", answered.text());
+        let late = decide("deny", "alice");
+        assert_eq!(late.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&late.stderr).contains("already decided"),
+            "{}",
+            String::from_utf8_lossy(&late.stderr)
+        );
+    });
 }
 
 /// Whether the log in `dir` holds the `job_close` of `job`, naming both instances' logs

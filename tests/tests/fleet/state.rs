@@ -67,6 +67,63 @@ async fn the_logs_serving_a_job_are_recorded_once_each_and_listed_sorted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_racing_decisions_from_anywhere_the_first_stands_and_the_rest_read_it() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.url();
+    let id = format!("apr_{}", "0a".repeat(16));
+    let holder = Fleet::connect(&url).await.unwrap();
+    holder
+        .hold_approval(&id, r#"{"held":1}"#, LATER * 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        holder.pending_approvals(NOW * 1000).await.unwrap(),
+        [r#"{"held":1}"#]
+    );
+    assert!(
+        holder
+            .pending_approvals(LATER * 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let deciders: Vec<_> = (0..8)
+        .map(|i| {
+            let (url, id) = (url.clone(), id.clone());
+            tokio::spawn(async move {
+                let fleet = Fleet::connect(&url).await.unwrap();
+                let mine = format!("decision {i}");
+                let standing = fleet.settle_approval(&id, &mine).await.unwrap().unwrap();
+                (mine, standing)
+            })
+        })
+        .collect();
+    let mut standing = std::collections::BTreeSet::new();
+    let mut won = 0;
+    for decider in deciders {
+        let (mine, stands) = decider.await.unwrap();
+        won += usize::from(mine == stands);
+        standing.insert(stands);
+    }
+    assert_eq!((won, standing.len()), (1, 1), "{standing:?}");
+    let first = standing.pop_first().unwrap();
+    assert_eq!(holder.approval_decision(&id).await.unwrap(), Some(first));
+    assert!(
+        holder
+            .pending_approvals(NOW * 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Released by its proxy: no longer held, its decision still there.
+    holder.release_approval(&id).await.unwrap();
+    assert_eq!(holder.held_approval(&id).await.unwrap(), None);
+    assert!(holder.approval_decision(&id).await.unwrap().is_some());
+    let unknown = format!("apr_{}", "0b".repeat(16));
+    assert_eq!(holder.settle_approval(&unknown, "x").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_of_n_admits_exactly_n_across_many_takers() {
     let Some(pg) = Postgres::start() else { return };
     // Two handles, as two proxies would have, each with its own pool.

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use claw_policy::approval::{Approvals, HeldRequest};
+use anyhow::Context;
+use claw_policy::approval::{ApprovalStore, Approvals, HeldRequest, SharedApprovals};
 use claw_policy::datadir::DataDir;
 
 use crate::Decide;
@@ -14,10 +15,33 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The data dir's held requests, or with `state` the fleet's; runs `work` on it.
+fn with_store<T>(
+    dir: &DataDir,
+    state: Option<String>,
+    work: impl AsyncFnOnce(&ApprovalStore) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = match state {
+            None => ApprovalStore::Dir(Approvals::new(dir)),
+            Some(url) => {
+                let fleet = claw_fleet::Fleet::connect(&url)
+                    .await
+                    .context("connecting to the fleet's state (--state)")?;
+                ApprovalStore::Fleet(SharedApprovals::new(fleet))
+            }
+        };
+        work(&store).await
+    })
+}
+
 /// Prints the pending requests.
-pub(crate) fn list(dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn list(dir: &DataDir, state: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
     let now = now_ms();
-    let pending = Approvals::new(dir).pending(now)?;
+    let pending = with_store(dir, state, async |store| Ok(store.pending(now).await?))?;
     if json {
         let rows: Vec<_> = pending
             .iter()
@@ -41,10 +65,15 @@ pub(crate) fn list(dir: &DataDir, json: bool) -> anyhow::Result<ExitCode> {
 
 /// Approves or denies one held request.
 pub(crate) fn decide(args: Decide, approve: bool) -> anyhow::Result<ExitCode> {
-    let store = Approvals::new(&DataDir::new(&args.data.data_dir));
+    let dir = DataDir::new(&args.data.data_dir);
     let id = &args.request_id;
-    let held = store.get(id).ok();
-    let verdict = store.decide(id, &args.by, approve, args.reason, now_ms())?;
+    let (held, verdict) = with_store(&dir, args.state.state, async |store| {
+        let held = store.get(id).await.ok();
+        let verdict = store
+            .decide(id, &args.by, approve, args.reason, now_ms())
+            .await?;
+        Ok((held, verdict))
+    })?;
     let what = held.map_or_else(String::new, |h| {
         format!(" ({} {} for job {})", h.method, h.path, h.job)
     });
