@@ -76,6 +76,25 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Whether `subject` is revoked for the whole fleet at `now` (a direct read, for tools;
+    /// proxies answer from their [`RevocationFeed`]).
+    pub async fn is_revoked(
+        &self,
+        kind: Revoked,
+        subject: &str,
+        now: u64,
+    ) -> Result<bool, FleetError> {
+        let conn = self.pool.get().await?;
+        let row = within(conn.client.query_opt(
+            "SELECT 1 FROM claw_revocations WHERE kind = $1 AND subject = $2 AND prune_after > $3",
+            &[&kind.as_str(), &subject, &seconds(now)],
+        ))
+        .await?;
+        Ok(row.is_some())
+    }
+}
+
 fn seconds(epoch: u64) -> i64 {
     i64::try_from(epoch).unwrap_or(i64::MAX)
 }

@@ -174,6 +174,26 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
             a,
         ],
     );
+    // B's data dir never heard of the revocation; minting against the fleet's state refuses.
+    let remint = support::run(
+        "clawscope",
+        &[
+            "mint",
+            "--policy",
+            "1password-readonly-agent",
+            "--job",
+            JOB,
+            "--agent",
+            "fleet-agent",
+            "--state",
+            &url,
+            "--data-dir",
+            b_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(remint.status.code(), Some(2));
+    assert!(remint.stdout.is_empty(), "no token was printed");
+    assert!(String::from_utf8_lossy(&remint.stderr).contains("revoked in the fleet"));
     // A fleet that cannot be reached: the data dir has it, the fleet does not, and it says so.
     let nowhere = format!(
         "postgres://claw@127.0.0.1:{}/postgres",

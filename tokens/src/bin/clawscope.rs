@@ -70,6 +70,12 @@ enum Command {
         aud: Option<String>,
         #[command(flatten)]
         data: DataDirArg,
+        /// Fleet mode: also refuse a job the fleet's PostgreSQL state has revoked (revoked
+        /// through another data dir).
+        ///
+        /// Example: --state postgres://claw@10.0.0.5:5432/claw
+        #[arg(long, env = "CLAW_STATE", hide_env_values = true)]
+        state: Option<String>,
     },
     /// Decode and explain a token without its key; says whether it would verify here.
     ///
@@ -144,6 +150,19 @@ fn revoke_in_fleet(
     Ok(())
 }
 
+fn revoked_in_fleet(url: &str, job: &str) -> anyhow::Result<bool> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let revoked = runtime.block_on(async {
+        let fleet = claw_fleet::Fleet::connect(url).await?;
+        fleet
+            .is_revoked(Revoked::Job, job, claw_tokens::now())
+            .await
+    })?;
+    Ok(revoked)
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -165,7 +184,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             vaults,
             aud,
             data,
+            state,
         } => {
+            if let Some(url) = state {
+                claw_tokens::mint::check_job(&job)?;
+                let revoked = revoked_in_fleet(&url, &job)
+                    .context("checking the fleet's revocations (--state); nothing was minted")?;
+                anyhow::ensure!(
+                    !revoked,
+                    "job {job} was revoked in the fleet; use a new job id"
+                );
+            }
             let ops = ops
                 .map(|ops| {
                     ops.iter()
