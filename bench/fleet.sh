@@ -55,7 +55,7 @@ basic() { echo "Proxy-Authorization: Basic $(printf '%s' "$1:$2" | base64 -w0)";
 AUTH=$(basic bench-job "$TOKEN")
 URL=http://localhost/v1/vaults/ytrfte14kw1uex5txaore1emkz/items/x4tpzrqojj2ahmv3w7nb6vu2pe
 
-# start_proxy DIR PORT [--state URL]: runs it in the background, waits for its line.
+# start_proxy DIR PORT [--state URL --instance NAME]: runs it in the background, waits for its line.
 start_proxy() {
   local dir=$1 port=$2; shift 2
   OP_CONNECT_TOKEN=bench-connect-token CLAW_LOG=warn "$BIN/clawproxy" run --data-dir "$dir" \
@@ -80,18 +80,18 @@ read -r local_rps p50 ok < <(load 18190 "$CONNS")
 echo "| one proxy, local state | $local_rps | 1.00x | $p50 | $ok |"
 stop_proxies
 
-start_proxy "$A" 18190 --state "$STATE"
+start_proxy "$A" 18190 --state "$STATE" --instance a
 read -r rps p50 ok < <(load 18190 "$CONNS")
 echo "| one proxy, --state postgres (budget in PostgreSQL) | $rps | $(python3 -c "print('%.2fx' % ($rps/$local_rps))") | $p50 | $ok |"
 stop_proxies
 
-start_proxy "$A" 18190 --state "$STATE"
+start_proxy "$A" 18190 --state "$STATE" --instance a
 read -r rps p50 ok < <(AUTH=$(basic bench-job-2 "$UNBUDGETED") load 18190 "$CONNS")
 echo "| one proxy, --state postgres, contract without a budget | $rps | $(python3 -c "print('%.2fx' % ($rps/$local_rps))") | $p50 | $ok |"
 stop_proxies
 
-start_proxy "$A" 18190 --state "$STATE"
-start_proxy "$B" 18290 --state "$STATE"
+start_proxy "$A" 18190 --state "$STATE" --instance a
+start_proxy "$B" 18290 --state "$STATE" --instance b
 load 18190 $((CONNS / 2)) >"$WORK/load.a" &
 load 18290 $((CONNS / 2)) >"$WORK/load.b"
 wait %% 2>/dev/null || true
