@@ -1517,8 +1517,12 @@ impl Proxy {
             return Ok(());
         };
         let job = identity.job();
-        let known = |served: &std::collections::HashSet<String>| served.contains(job);
-        if known(&self.served.lock().unwrap_or_else(|e| e.into_inner())) {
+        if self
+            .served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(job)
+        {
             return Ok(());
         }
         fleet
