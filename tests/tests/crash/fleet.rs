@@ -227,6 +227,15 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
     );
     assert_eq!(read(&proxy_a, "fleet-job-2", &fresh).status, 200);
     pg.kill();
+    // A job B never served cannot start in B's log while the fleet cannot record it (sent at
+    // once, while the revocation list is still fresh): 503, receipted outside the job's chain.
+    let unrecorded = read(&proxy_b, "fleet-job-2", &fresh);
+    assert_eq!(unrecorded.status, 503, "{}", unrecorded.text());
+    assert!(
+        unrecorded.text().contains("fleet's state is unavailable"),
+        "{}",
+        unrecorded.text()
+    );
     let down = read(&proxy_b, BUDGET_JOB, &budget_token);
     assert_eq!(down.status, 503, "{}", down.text());
     assert_eq!(down.json()["status"], 503);
@@ -406,10 +415,31 @@ fn check_complete_across_logs(data: &Path, logs: &[PathBuf; 2], out: &Path) {
     assert_eq!(closed["status"], "fail", "{closed}");
     assert!(closed["reason"].as_str().unwrap().contains(&b), "{closed}");
 
+    // B's log renamed: its checkpoint names another log, and the bundler refuses it.
+    let renamed = logs[1].with_file_name("c");
+    std::fs::rename(&logs[1], &renamed).unwrap();
+    let refused = bundle_job(data, out);
+    std::fs::rename(&renamed, &logs[1]).unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("moved or renamed"), "{stderr}");
+
     // B's log not where the bundler looks: it refuses and says which log is missing.
     let away = out.join("b-log-elsewhere");
     std::fs::rename(&logs[1], &away).unwrap();
-    let refused = support::run(
+    let refused = bundle_job(data, out);
+    std::fs::rename(&away, &logs[1]).unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&b) && stderr.contains("also served"),
+        "{stderr}"
+    );
+}
+
+/// `clawverify bundle --job JOB` from `data`, expected to fail.
+fn bundle_job(data: &Path, out: &Path) -> std::process::Output {
+    support::run(
         "clawverify",
         &[
             "bundle",
@@ -420,24 +450,31 @@ fn check_complete_across_logs(data: &Path, logs: &[PathBuf; 2], out: &Path) {
             "--data-dir",
             data.to_str().unwrap(),
         ],
-    );
-    std::fs::rename(&away, &logs[1]).unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains(&b) && stderr.contains("also served"),
-        "{stderr}"
-    );
+    )
 }
 
-/// The 503 B gave for the unreachable budget is a receipted denial by `state_unavailable`.
+/// The 503s B gave while the state was down are receipted denials by `state_unavailable`: the
+/// budget's in its job's chain, the unrecorded job's under the anonymous job, not in its own.
 fn check_state_unavailable_receipt(data: &Path, log: &Path) {
     let log = support::read_log_at(data, log);
-    let found = log.receipts.iter().any(|r| {
-        r.job == BUDGET_JOB
-            && r.decision
-                .as_ref()
-                .is_some_and(|d| d.rule == "state_unavailable")
-    });
-    assert!(found, "no state_unavailable receipt in {}", data.display());
+    let refused_as = |job: &str| {
+        log.receipts.iter().any(|r| {
+            r.job == job
+                && r.decision
+                    .as_ref()
+                    .is_some_and(|d| d.rule == "state_unavailable")
+        })
+    };
+    assert!(
+        refused_as(BUDGET_JOB),
+        "no state_unavailable receipt of the budget"
+    );
+    assert!(
+        refused_as(claw_verifier::receipt::ANONYMOUS_JOB),
+        "no anonymous state_unavailable receipt"
+    );
+    assert!(
+        !refused_as("fleet-job-2"),
+        "the job the fleet could not record has a refusal in its chain in B's log"
+    );
 }

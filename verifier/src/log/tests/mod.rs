@@ -154,6 +154,16 @@ async fn instances_sharing_a_key_keep_logs_of_their_own_and_close_with_every_log
     let (cp, _) = reader.latest_checkpoint().unwrap().unwrap();
     assert_eq!((cp.origin.as_str(), cp.size), (log_b.origin(), 2));
     assert_eq!(reader.checkpoints().unwrap().last().unwrap().size, 2);
+    // One log's history may not hold another's checkpoint, though the same key signed both.
+    let foreign = std::fs::read_to_string(a.dir.join("checkpoints")).unwrap();
+    let mut history = std::fs::OpenOptions::new()
+        .append(true)
+        .open(b.dir.join("checkpoints"))
+        .unwrap();
+    std::io::Write::write_all(&mut history, foreign.lines().last().unwrap().as_bytes()).unwrap();
+    std::io::Write::write_all(&mut history, b"\n").unwrap();
+    let err = reader.checkpoints().unwrap_err().to_string();
+    assert!(err.contains("among another log's"), "{err}");
 
     // Found beside a log of the proxy's own; a directory that is no instance name is not a log.
     std::fs::create_dir_all(tmp.path().join(PROXY_ID).join("Not_An_Instance")).unwrap();
