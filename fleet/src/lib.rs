@@ -14,6 +14,7 @@
 //! - [`budget`]: token buckets taken atomically by one statement, on the database's clock.
 //! - [`jobs`]: which proxies' logs served each job, for the job's close and its bundle.
 //! - [`approvals`]: held requests and the first decision on each, for every proxy and approver.
+//! - [`receipts`]: an index of every proxy's receipts, for queries across the fleet.
 //!
 //! An unreachable or failing server is an error here; the proxy turns it into a refusal.
 
@@ -21,6 +22,7 @@ pub mod approvals;
 pub mod budget;
 pub mod jobs;
 mod pool;
+pub mod receipts;
 pub mod revocations;
 pub mod schema;
 

@@ -27,6 +27,8 @@ pub(crate) struct Conn {
     pub(crate) serve: Statement,
     /// `jobs::LOGS`.
     pub(crate) logs: Statement,
+    /// `receipts::INSERT`.
+    pub(crate) index: Statement,
 }
 
 impl Conn {
@@ -43,12 +45,14 @@ impl Conn {
         let since = within(client.prepare(crate::revocations::SINCE)).await?;
         let serve = within(client.prepare(crate::jobs::SERVE)).await?;
         let logs = within(client.prepare(crate::jobs::LOGS)).await?;
+        let index = within(client.prepare(crate::receipts::INSERT)).await?;
         Ok(Self {
             client,
             take,
             since,
             serve,
             logs,
+            index,
         })
     }
 }

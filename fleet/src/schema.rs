@@ -13,7 +13,31 @@ use crate::{FleetError, pool, within};
 const LOCK: i64 = 0x636c_6177;
 
 /// The migrations, in order; version = index + 1. Never edit one that has shipped: add another.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+
+/// The receipt index: one row per receipt of every proxy's log, copied by each proxy once the
+/// receipt is durable, for `clawverify query --state`. Rows point at receipts; they prove nothing.
+const V4: &str = r#"
+CREATE TABLE claw_receipts (
+    log        text    NOT NULL,  -- origin clawproxy/<proxy id>[/<instance>]
+    seq        bigint  NOT NULL,
+    id         text    NOT NULL,
+    ts_ms      bigint  NOT NULL,
+    kind       text    NOT NULL,
+    job        text    NOT NULL,
+    op         text,
+    vault      text,
+    vault_name text,
+    item       text,
+    allow      boolean,
+    rule       text,
+    status     int,
+    PRIMARY KEY (log, seq)
+);
+CREATE INDEX claw_receipts_job ON claw_receipts (job, ts_ms);
+CREATE INDEX claw_receipts_item ON claw_receipts (item, ts_ms) WHERE item IS NOT NULL;
+CREATE INDEX claw_receipts_ts ON claw_receipts (ts_ms);
+"#;
 
 /// Requests held for approval and the decisions on them, so an approver can decide a request
 /// whichever proxy holds it. The first decision stands: it is only ever written over NULL.

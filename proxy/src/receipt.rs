@@ -261,6 +261,11 @@ impl Evidence {
         self.log.origin()
     }
 
+    /// The receipt log.
+    pub fn log(&self) -> &LogHandle {
+        &self.log
+    }
+
     /// The keyed hash of a body, as receipts record it.
     pub fn body_hash(&self, body: &[u8]) -> String {
         self.audit.hash(body)

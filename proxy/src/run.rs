@@ -81,6 +81,7 @@ pub async fn start(
         .with_context(|| format!("binding admin {}", config.admin))?;
     let listen = listener.local_addr()?;
     let admin = admin_listener.local_addr()?;
+    let index_fleet = fleet.clone();
     let proxy = Arc::new(Proxy::new(
         config,
         auth,
@@ -98,6 +99,17 @@ pub async fn start(
         },
     )?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Fleet mode: the receipts go into the fleet's index too, for `clawverify query --state`.
+    let (stop_index, index_stopped) = tokio::sync::oneshot::channel::<()>();
+    let indexer = index_fleet.map(|fleet| {
+        tokio::spawn(claw_verifier::query::fleet::follow(
+            fleet,
+            proxy.evidence.log().clone(),
+            async {
+                let _ = index_stopped.await;
+            },
+        ))
+    });
     let admin_task = tokio::spawn(crate::admin::serve(proxy.clone(), admin_listener));
     let closer = {
         let proxy = proxy.clone();
@@ -127,6 +139,10 @@ pub async fn start(
         admin_task.abort();
         closer.abort();
         serving.evidence.shutdown().await;
+        let _ = stop_index.send(());
+        if let Some(indexer) = indexer {
+            let _ = indexer.await;
+        }
     });
     info!(%listen, %admin, "clawproxy listening");
     Ok(Running {

@@ -12,6 +12,9 @@
 //! The index proves nothing by itself: it answers where to look. Lines are chained as they
 //! are indexed (`seq` and `prev`), so a log that was rewritten under the index is noticed and
 //! the index rebuilt; `clawverify bundle` + `verify` are what prove.
+//!
+//! In fleet mode the proxies also copy their receipts into PostgreSQL ([`fleet`]), so one
+//! query answers for every proxy's log, wherever it lives.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -28,24 +31,7 @@ const RECORD: usize = 72;
 /// No string.
 const NONE: u32 = u32::MAX;
 
-/// What to look for (every given field must match).
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    /// The job.
-    pub job: Option<String>,
-    /// The operation (`read_item`, …).
-    pub op: Option<String>,
-    /// The item id.
-    pub item: Option<String>,
-    /// The vault, by id or by name.
-    pub vault: Option<String>,
-    /// Allowed (`true`) or denied (`false`).
-    pub allow: Option<bool>,
-    /// Not before (ms since the epoch).
-    pub since_ms: Option<i64>,
-    /// Not after (ms since the epoch).
-    pub until_ms: Option<i64>,
-}
+pub use claw_fleet::receipts::Filter;
 
 /// One matching receipt.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -368,9 +354,7 @@ impl Index {
             log: origin.to_owned(),
             seq: r.seq,
             id: String::from_utf8_lossy(&r.id).into_owned(),
-            ts: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.ts) * 1_000_000)
-                .map(receipt::format_ts)
-                .unwrap_or_default(),
+            ts: format_ms(r.ts),
             kind: KINDS
                 .get(usize::from(r.kind))
                 .map_or("?", |k| k.as_str())
@@ -389,6 +373,13 @@ impl Index {
             status: (r.status != 0).then_some(r.status),
         }
     }
+}
+
+/// A receipt time (ms since the epoch) as receipts write it.
+fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(receipt::format_ts)
+        .unwrap_or_default()
 }
 
 /// The log is not the one the index covers (rewritten, truncated, replaced).
@@ -486,5 +477,6 @@ impl Record {
     }
 }
 
+pub mod fleet;
 #[cfg(test)]
 mod tests;

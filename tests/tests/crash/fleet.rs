@@ -286,7 +286,50 @@ fn two_proxies_share_revocations_and_budgets_and_fail_closed_without_the_server(
         support::bundle_and_verify(data, BUDGET_JOB, out);
     }
     check_state_unavailable_receipt(&a_dir, &logs[1]);
+    check_fleet_query(&a_dir, &url);
     check_complete_across_logs(&a_dir, &logs, out);
+}
+
+/// `clawverify query --state` answers from the fleet's receipt index what the shared logs
+/// hold, for both proxies (receipts written while the server was down included).
+fn check_fleet_query(data: &Path, url: &str) {
+    let ask = |filters: &[&str], state: Option<&str>| -> serde_json::Value {
+        let mut args = vec!["query", "--json", "--data-dir", data.to_str().unwrap()];
+        args.extend_from_slice(filters);
+        if let Some(url) = state {
+            args.extend_from_slice(&["--state", url]);
+        }
+        let out = run_ok("clawverify", &args);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["matches"].clone()
+    };
+    for filters in [
+        &["--job", JOB][..],
+        &["--decision", "deny"],
+        &["--op", "read_item", "--job", "fleet-job-2"],
+    ] {
+        let local = ask(filters, None);
+        let started = Instant::now();
+        loop {
+            let fleet = ask(filters, Some(url));
+            if fleet == local {
+                break;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{filters:?}: the fleet's index answered {fleet}, the logs {local}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let logs: std::collections::BTreeSet<&str> = local
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["log"].as_str().unwrap())
+            .collect();
+        if filters[1] == JOB {
+            assert_eq!(logs.len(), 2, "{filters:?}: {logs:?}");
+        }
+    }
 }
 
 /// The agent's read waits at `holder` until alice approves it with `clawcontrols --state` run

@@ -2,4 +2,5 @@
 //! sharing one server are in the crash suite (`tests/tests/crash/fleet.rs`), beside the other
 //! whole-process tests.
 
+mod index;
 mod state;

@@ -106,6 +106,13 @@ enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Fleet mode: ask the receipt index every proxy sharing this PostgreSQL keeps,
+        /// instead of this data dir's logs. The proxies copy their receipts into it about a
+        /// second after they are durable.
+        ///
+        /// Example: --state postgres://claw@10.0.0.5:5432/claw
+        #[arg(long, env = "CLAW_STATE", hide_env_values = true)]
+        state: Option<String>,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -198,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             until,
             json,
+            state,
             data,
         } => {
             let filter = Filter {
@@ -209,8 +217,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 since_ms: since.as_deref().map(parse_time).transpose()?,
                 until_ms: until.as_deref().map(parse_time).transpose()?,
             };
-            let dir = DataDir::new(&data.data_dir);
-            let answer = query::query(&dir.receipts(), &dir.state().join("index"), &filter)?;
+            let answer = match state {
+                Some(url) => fleet_query(&url, &filter)?,
+                None => {
+                    let dir = DataDir::new(&data.data_dir);
+                    query::query(&dir.receipts(), &dir.state().join("index"), &filter)?
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
@@ -435,6 +448,21 @@ fn print_hits(answer: &query::Answer) {
         answer.matches.len(),
         answer.scanned
     );
+}
+
+/// Answers `filter` from the fleet's receipt index.
+fn fleet_query(url: &str, filter: &Filter) -> anyhow::Result<query::Answer> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let fleet = claw_fleet::Fleet::connect(url)
+            .await
+            .context("connecting to the fleet's state (--state)")?;
+        query::fleet::query(&fleet, filter)
+            .await
+            .context("querying the fleet's receipt index")
+    })
 }
 
 fn parse_time(text: &str) -> anyhow::Result<i64> {

@@ -58,6 +58,7 @@
 mod reader;
 mod segment;
 mod sink;
+pub mod tail;
 mod writer;
 
 use std::path::{Path, PathBuf};

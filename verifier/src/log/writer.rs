@@ -12,7 +12,7 @@ use claw_policy::keys::Purpose;
 use claw_policy::trust::TrustStore;
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 
@@ -37,6 +37,8 @@ struct Shared {
     poisoned: AtomicBool,
     reason: OnceLock<String>,
     metrics: LogMetrics,
+    /// The log's size (receipts) up to which every line is durable.
+    durable: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -80,6 +82,7 @@ impl LogWriter {
             poisoned: AtomicBool::new(false),
             reason: OnceLock::new(),
             metrics: LogMetrics::default(),
+            durable: watch::Sender::new(0),
         });
         let mut tuning = Tuning {
             lanes: config.sync_lanes.max(1),
@@ -108,12 +111,14 @@ impl LogWriter {
             state = back;
             tuning.last_checkpoint = Some(signed);
         }
+        shared.durable.send_replace(state.chain.range.size());
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let handle = LogHandle {
             tx,
             shared: shared.clone(),
             timeout,
             origin: config.origin().into(),
+            dir: config.dir.clone().into(),
             kid: state.kid.clone().into(),
             audit: Arc::new(config.audit_key.clone()),
         };
@@ -129,6 +134,7 @@ pub struct LogHandle {
     shared: Arc<Shared>,
     timeout: Duration,
     origin: Arc<str>,
+    dir: Arc<Path>,
     kid: Arc<str>,
     audit: Arc<AuditKey>,
 }
@@ -186,6 +192,18 @@ impl LogHandle {
     /// The log's origin, `clawproxy/<proxy id>`.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// The directory of the log's segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's durable size: every receipt with a lower seq is written and synced. Changes
+    /// after each batch's fdatasync, so a follower (the fleet's receipt index) reads only
+    /// lines a crash cannot take back.
+    pub fn durable(&self) -> watch::Receiver<u64> {
+        self.shared.durable.subscribe()
     }
 
     /// Kid of the key that signs (the receipts' `proxy`).
@@ -824,6 +842,7 @@ async fn run(
                         m.receipts
                             .fetch_add(batch.waiters.len() as u64, Ordering::Relaxed);
                         durable = batch.range;
+                        shared.durable.send_replace(durable.size());
                         for (reply, appended) in batch.waiters {
                             let _ = reply.send(Ok(appended));
                         }

@@ -2,6 +2,7 @@
 
 mod crash;
 mod faults;
+mod tail;
 
 use std::path::Path;
 use std::time::Duration;
