@@ -77,6 +77,11 @@ pub struct Config {
     /// to none: the log `clawproxy/<proxy id>`.
     #[serde(default)]
     pub instance: Option<String>,
+    /// A file (mode 0600) holding the bearer token that opens the admin address's approval
+    /// routes: `GET /approvals` and `POST /approvals/<id>/approve|deny`. Defaults to none:
+    /// those routes are off, and approvers use `clawcontrols approve|deny`.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// Where a fleet's state lives. The URL may carry a password, so `Debug` never shows it.

@@ -84,6 +84,8 @@ pub struct Proxy {
     fleet: Option<claw_fleet::Fleet>,
     /// Fleet mode: jobs the shared state knows this log serves.
     served: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The bearer token of the admin approval routes (`admin_token_file`), if they are on.
+    admin_token: Option<zeroize::Zeroizing<String>>,
 }
 
 /// A job seen here, by its token.
@@ -275,6 +277,12 @@ impl Proxy {
             upstreams.insert(upstream.host.clone(), UpstreamTarget::new(upstream, env)?);
         }
         let tunnels = Arc::new(Semaphore::new(config.limits.max_tunnels));
+        let admin_token = config
+            .admin_token_file
+            .as_deref()
+            .map(crate::admin::read_token)
+            .transpose()
+            .map_err(|e| e.context("admin_token_file"))?;
         Ok(Self {
             config,
             auth,
@@ -291,7 +299,26 @@ impl Proxy {
             approvals: shared.approvals,
             fleet: shared.fleet,
             served: std::sync::Mutex::default(),
+            admin_token,
         })
+    }
+
+    /// Whether the admin approval routes are on and `presented` is their token (constant
+    /// time in the token's bytes).
+    pub fn is_admin_token(&self, presented: &str) -> bool {
+        self.admin_token.as_ref().is_some_and(|token| {
+            crate::auth::constant_time_eq(token.as_bytes(), presented.as_bytes())
+        })
+    }
+
+    /// Whether the admin approval routes are on.
+    pub fn admin_approvals_on(&self) -> bool {
+        self.admin_token.is_some()
+    }
+
+    /// Where held requests and decisions live.
+    pub fn approvals(&self) -> &ApprovalStore {
+        &self.approvals
     }
 
     /// The configured upstream for `host`, if any.

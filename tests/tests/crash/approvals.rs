@@ -239,3 +239,170 @@ fn a_held_request_waits_for_an_approver_in_another_process_and_times_out_without
         "held requests are forgotten once decided"
     );
 }
+
+/// The admin address's approval routes: off unless `admin_token_file` is set, then only with
+/// its bearer token; an approver decides there with the same rules as `clawcontrols`.
+#[test]
+fn approvers_decide_over_the_admin_api_with_its_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("claw");
+    let dir = data.to_str().unwrap();
+    let (_sim, sim) = support::start_sim(work.path());
+    support::prepare(&data, sim, "unused-job");
+    let file = work.path().join("approval-agent.json");
+    std::fs::write(&file, contract()).unwrap();
+    run_ok(
+        "clawcontrols",
+        &["publish", file.to_str().unwrap(), "--data-dir", dir],
+    );
+    let token = run_ok(
+        "clawscope",
+        &[
+            "mint",
+            "--policy",
+            NAME,
+            "--job",
+            JOB,
+            "--agent",
+            "curl",
+            "--data-dir",
+            dir,
+        ],
+    )
+    .trim()
+    .to_owned();
+
+    // Without admin_token_file the routes are off.
+    let mut proxy = support::start_proxy(&data, &work.path().join("off.stderr"));
+    let off = support::admin_get(proxy.admin, "/approvals");
+    assert_eq!(off.status, 404, "{}", off.text());
+    assert!(off.text().contains("admin_token_file"), "{}", off.text());
+    assert!(proxy.proc.terminate().success());
+
+    let admin_token = "c2VjcmV0LWFkbWluLXRva2VuLWZvci10aGUtdGVzdA";
+    let token_file = work.path().join("admin.token");
+    std::fs::write(&token_file, format!("{admin_token}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = std::fs::read_to_string(data.join("clawproxy.toml")).unwrap();
+    std::fs::write(
+        data.join("clawproxy.toml"),
+        format!(
+            "admin_token_file = {:?}\n{config}",
+            token_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut proxy = support::start_proxy(&data, &work.path().join("on.stderr"));
+    let call = |method: &str, path: &str, bearer: Option<&str>, body: &str| {
+        let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        support::send(proxy.admin, request.as_bytes()).expect("the admin listener answers")
+    };
+    let ok = Some(admin_token);
+    for bearer in [
+        None,
+        Some("wrong-token"),
+        Some(&admin_token[..admin_token.len() - 1]),
+    ] {
+        let refused = call("GET", "/approvals", bearer, "");
+        assert_eq!(refused.status, 401, "{}", refused.text());
+        assert!(refused.header("www-authenticate").is_some());
+    }
+    assert_eq!(
+        call("GET", "/approvals", ok, "").json(),
+        serde_json::json!([])
+    );
+
+    // Approved over the API while the agent waits.
+    let waiting = agent(proxy.listen, &token, DEMO_DB_ITEM_ID);
+    let started = Instant::now();
+    let held = loop {
+        let listed = call("GET", "/approvals", ok, "").json();
+        if let Some(held) = listed.as_array().and_then(|l| l.first()) {
+            break held.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "nothing was held"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(held["item"], DEMO_DB_ITEM_ID);
+    let id = held["id"].as_str().unwrap().to_owned();
+    let approve = format!("/approvals/{id}/approve");
+    let bob = call("POST", &approve, ok, r#"{"as": "bob"}"#);
+    assert_eq!(bob.status, 403, "{}", bob.text());
+    assert!(
+        bob.text().contains("its approvers are: alice"),
+        "{}",
+        bob.text()
+    );
+    for bad in [
+        "",
+        "{}",
+        r#"{"as": ""}"#,
+        r#"{"as": "alice", "role": "admin"}"#,
+    ] {
+        let refused = call("POST", &approve, ok, bad);
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.text());
+    }
+    let oversized = format!(r#"{{"as": "alice", "reason": "{}"}}"#, "x".repeat(5000));
+    assert_eq!(call("POST", &approve, ok, &oversized).status, 413);
+    assert_eq!(
+        call("POST", &approve, None, r#"{"as": "alice"}"#).status,
+        401
+    );
+    let decided = call(
+        "POST",
+        &approve,
+        ok,
+        r#"{"as": "alice", "reason": "ticket 7"}"#,
+    );
+    assert_eq!(decided.status, 200, "{}", decided.text());
+    let verdict = decided.json();
+    assert_eq!(
+        (&verdict["outcome"], &verdict["by"], &verdict["reason"]),
+        (&"approved".into(), &"alice".into(), &"ticket 7".into())
+    );
+    let (status, body) = answer(waiting);
+    assert_eq!(status, 200, "{body}");
+    let again = call("POST", &approve, ok, r#"{"as": "alice"}"#);
+    assert_eq!(again.status, 409, "{}", again.text());
+
+    // Denied over the API: the agent's 403 names who and why.
+    let waiting = agent(proxy.listen, &token, DEMO_DB_ITEM_ID);
+    let second = pending(dir)["id"].as_str().unwrap().to_owned();
+    let denied = call(
+        "POST",
+        &format!("/approvals/{second}/deny"),
+        ok,
+        r#"{"as": "alice", "reason": "not today"}"#,
+    );
+    assert_eq!(denied.status, 200, "{}", denied.text());
+    let (status, body) = answer(waiting);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("approval denied by alice: not today"),
+        "{body}"
+    );
+
+    // Ids that name nothing, or are not ids at all.
+    let unknown = format!("/approvals/apr_{}/approve", "0".repeat(32));
+    assert_eq!(call("POST", &unknown, ok, r#"{"as": "alice"}"#).status, 404);
+    for path in ["/approvals/..%2fkeys/approve", "/approvals/apr_zz/deny"] {
+        assert_eq!(
+            call("POST", path, ok, r#"{"as": "alice"}"#).status,
+            400,
+            "{path}"
+        );
+    }
+    assert_eq!(call("DELETE", &approve, ok, "").status, 404);
+    assert!(proxy.proc.terminate().success());
+    let logged = std::fs::read_to_string(work.path().join("on.stderr")).unwrap();
+    assert!(!logged.contains(admin_token), "the admin token was logged");
+}
