@@ -55,6 +55,9 @@ pub enum FleetError {
     /// The database holds a newer schema than this build knows.
     #[error("schema: {0}")]
     Schema(String),
+    /// The shared state contradicts this proxy (another proxy claims what is this one's).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// The shared state of a fleet of proxies: cheap to clone, safe to share.

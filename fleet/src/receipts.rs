@@ -13,14 +13,22 @@ use tokio_postgres::types::ToSql;
 use crate::{Fleet, FleetError};
 
 /// Inserts one batch of one log's receipts (arrays, one element per receipt). A row already
-/// there (a batch sent again after a lost answer) is kept as it is.
+/// there with the same id (a batch sent again after a lost answer) is kept. A row there with
+/// another id is kept too, and returned with that id: another log writes under this origin.
+/// (Inserted rows are returned as well, with the id just sent.)
 pub(crate) const INSERT: &str = "\
     INSERT INTO claw_receipts \
         (log, seq, id, ts_ms, kind, job, op, vault, vault_name, item, allow, rule, status) \
     SELECT $1::text, r.* FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], \
         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[], \
         $12::text[], $13::int[]) AS r \
-    ON CONFLICT (log, seq) DO NOTHING";
+    ON CONFLICT (log, seq) DO UPDATE SET id = claw_receipts.id \
+        WHERE claw_receipts.id <> EXCLUDED.id \
+    RETURNING seq, id";
+
+/// Rows dropped per statement when a log is forgotten, so no statement holds a pooled
+/// connection (shared with budget takes) for long.
+const FORGET_CHUNK: i64 = 5000;
 
 /// How long a query over the whole index may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -109,7 +117,20 @@ impl Fleet {
             &statuses,
         ];
         let conn = self.pool.get().await?;
-        crate::within(conn.client.execute(&conn.index, &params)).await?;
+        let returned = crate::within(conn.client.query(&conn.index, &params)).await?;
+        let sent: std::collections::HashMap<i64, &str> = seqs.iter().copied().zip(ids).collect();
+        let clash = returned
+            .iter()
+            .map(|row| (row.get::<_, i64>(0), row.get::<_, &str>(1)));
+        if let Some((seq, _)) = clash
+            .into_iter()
+            .find(|(seq, id)| sent.get(seq).is_some_and(|sent| sent != id))
+        {
+            return Err(FleetError::Conflict(format!(
+                "the receipt index holds another receipt at {log} seq {seq}: two proxies \
+                 write under this origin; give each its own `instance`"
+            )));
+        }
         Ok(())
     }
 
@@ -126,15 +147,20 @@ impl Fleet {
 
     /// Drops every row of `log` (its log was replaced: the rows point at receipts that are gone).
     pub async fn forget_log(&self, log: &str) -> Result<u64, FleetError> {
-        let conn = self.pool.get().await?;
-        let gone = tokio::time::timeout(
-            QUERY_TIMEOUT,
-            conn.client
-                .execute("DELETE FROM claw_receipts WHERE log = $1", &[&log]),
-        )
-        .await
-        .map_err(|_| FleetError::Timeout(QUERY_TIMEOUT))??;
-        Ok(gone)
+        let mut gone = 0;
+        loop {
+            let conn = self.pool.get().await?;
+            let chunk = crate::within(conn.client.execute(
+                "DELETE FROM claw_receipts WHERE ctid IN \
+                 (SELECT ctid FROM claw_receipts WHERE log = $1 LIMIT $2)",
+                &[&log, &FORGET_CHUNK],
+            ))
+            .await?;
+            gone += chunk;
+            if chunk < FORGET_CHUNK as u64 {
+                return Ok(gone);
+            }
+        }
     }
 
     /// The receipts matching `filter`, by log then seq, and how many the index holds.

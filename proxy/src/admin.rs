@@ -140,7 +140,9 @@ async fn approvals(proxy: &Proxy, request: Request<Incoming>) -> Response<Body> 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     if !bearer.is_some_and(|token| proxy.is_admin_token(token)) {
         let mut response = json_error(
             StatusCode::UNAUTHORIZED,

@@ -57,8 +57,9 @@ pub async fn start(
             if config.instance.is_none() {
                 warn!(
                     "fleet mode without `instance`: this proxy logs as clawproxy/<proxy id>, \
-                     like any other proxy of the fleet without one; give each proxy its own \
-                     `instance` (--instance) so a job's logs can be told apart and bundled"
+                     like any other proxy of the fleet without one, and its receipts stay out \
+                     of the fleet's receipt index; give each proxy its own `instance` \
+                     (--instance) so a job's logs can be told apart, bundled and queried"
                 );
             }
             auth = auth.with_fleet(feed);
@@ -101,15 +102,18 @@ pub async fn start(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // Fleet mode: the receipts go into the fleet's index too, for `clawverify query --state`.
     let (stop_index, index_stopped) = tokio::sync::oneshot::channel::<()>();
-    let indexer = index_fleet.map(|fleet| {
-        tokio::spawn(claw_verifier::query::fleet::follow(
-            fleet,
-            proxy.evidence.log().clone(),
-            async {
-                let _ = index_stopped.await;
-            },
-        ))
-    });
+    // Only a named instance: proxies sharing one origin would claim each other's rows.
+    let indexer = index_fleet
+        .filter(|_| proxy.config.instance.is_some())
+        .map(|fleet| {
+            tokio::spawn(claw_verifier::query::fleet::follow(
+                fleet,
+                proxy.evidence.log().clone(),
+                async {
+                    let _ = index_stopped.await;
+                },
+            ))
+        });
     let admin_task = tokio::spawn(crate::admin::serve(proxy.clone(), admin_listener));
     let closer = {
         let proxy = proxy.clone();
@@ -144,6 +148,13 @@ pub async fn start(
             let _ = indexer.await;
         }
     });
+    if proxy.admin_approvals_on() && !admin.ip().is_loopback() {
+        warn!(
+            %admin,
+            "the admin approval routes are on and the admin address is not loopback: their \
+             bearer token crosses the network in clear; put TLS in front or bind 127.0.0.1"
+        );
+    }
     info!(%listen, %admin, "clawproxy listening");
     Ok(Running {
         listen,

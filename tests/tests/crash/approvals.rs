@@ -304,8 +304,11 @@ fn approvers_decide_over_the_admin_api_with_its_token() {
         support::send(proxy.admin, request.as_bytes()).expect("the admin listener answers")
     };
     let ok = Some(admin_token);
+    // Same length, one character off; shorter; another token; none.
+    let off_by_one = format!("{}x", &admin_token[..admin_token.len() - 1]);
     for bearer in [
         None,
+        Some(off_by_one.as_str()),
         Some("wrong-token"),
         Some(&admin_token[..admin_token.len() - 1]),
     ] {
@@ -317,6 +320,14 @@ fn approvers_decide_over_the_admin_api_with_its_token() {
         call("GET", "/approvals", ok, "").json(),
         serde_json::json!([])
     );
+    for (scheme, status) in [("Basic", 401), ("bearer", 200)] {
+        let request = format!(
+            "GET /approvals HTTP/1.1\r\nHost: admin\r\nAuthorization: {scheme} {admin_token}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let response = support::send(proxy.admin, request.as_bytes()).unwrap();
+        assert_eq!(response.status, status, "{scheme}");
+    }
 
     // Approved over the API while the agent waits.
     let waiting = agent(proxy.listen, &token, DEMO_DB_ITEM_ID);

@@ -155,6 +155,8 @@ async fn a_log_is_copied_once_resumed_after_restarts_and_outages_and_replaced_af
     // The server goes away: the proxy's receipts stay durable, the copy waits and catches up.
     pg.kill();
     append(&log, 6).await;
+    // Long enough for a pass to fail against the stopped server (gather 0.25 s, retry 1 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     pg.resume().unwrap();
     assert_eq!(indexed_as_logged(&fleet, &config).await, 15);
 
@@ -240,4 +242,53 @@ async fn a_log_is_copied_once_resumed_after_restarts_and_outages_and_replaced_af
     following.stop().await;
     log.shutdown().await.unwrap();
     task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_sent_twice_is_kept_once_and_another_log_under_the_origin_is_refused() {
+    use claw_fleet::FleetError;
+    use claw_fleet::receipts::Indexed;
+    let Some(pg) = Postgres::start() else { return };
+    let fleet = Fleet::connect(&pg.url()).await.unwrap();
+    let origin = "clawproxy/p1/a";
+    let rows = |ids: &[&str]| -> Vec<Indexed> {
+        ids.iter()
+            .enumerate()
+            .map(|(seq, id)| Indexed {
+                log: origin.into(),
+                seq: seq as u64,
+                id: (*id).into(),
+                kind: "call".into(),
+                job: "job-a".into(),
+                ..Indexed::default()
+            })
+            .collect()
+    };
+    fleet
+        .index_receipts(origin, &rows(&["r0", "r1"]))
+        .await
+        .unwrap();
+    // A retry after a lost answer.
+    fleet
+        .index_receipts(origin, &rows(&["r0", "r1"]))
+        .await
+        .unwrap();
+    // Another log writing the same seqs under the same origin.
+    let clash = fleet.index_receipts(origin, &rows(&["r0", "other"])).await;
+    assert!(
+        matches!(&clash, Err(FleetError::Conflict(m)) if m.contains("seq 1") && m.contains("instance")),
+        "{clash:?}"
+    );
+    let (kept, total) = fleet.query_receipts(&Filter::default()).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(
+        kept.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["r0", "r1"]
+    );
+    assert_eq!(
+        fleet.indexed_tail(origin).await.unwrap(),
+        Some((1, "r1".into()))
+    );
+    assert_eq!(fleet.forget_log(origin).await.unwrap(), 2);
+    assert_eq!(fleet.indexed_tail(origin).await.unwrap(), None);
 }

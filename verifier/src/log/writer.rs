@@ -362,9 +362,12 @@ impl State {
             segment_limit: config.segment_bytes.max(1),
             storage: config.storage.clone(),
         };
-        // Refuse to start on a log we cannot write: open the segment now.
+        // Refuse to start on a log we cannot write: open the segment now. And sync it: lines a
+        // crashed process left in the page cache were never acknowledged, but from here on
+        // they count as durable (followers copy them), so they must reach the disk first.
         state
             .open_lane(state.segment_first)
+            .and_then(|mut lane| lane.sink.sync())
             .map_err(|e| io_failure(&segment_path(dir, state.segment_first), &e.to_string()))?;
         let latest = latest.map(|cp| SignedCheckpoint {
             size: cp.size,

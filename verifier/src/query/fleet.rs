@@ -55,7 +55,14 @@ pub async fn follow(fleet: Fleet, log: LogHandle, stop: impl Future<Output = ()>
     loop {
         let until = *durable.borrow_and_update();
         match follower.pass(until).await {
-            Ok(true) => continue,
+            Ok(true) => {
+                // A long catch-up still stops when asked; the final pass copies what it can.
+                tokio::select! {
+                    biased;
+                    () = &mut stop => break,
+                    () = std::future::ready(()) => {}
+                }
+            }
             Ok(false) => {
                 tokio::select! {
                     () = tokio::time::sleep(GATHER) => {}

@@ -26,16 +26,22 @@ async fn a_follower_reads_each_receipt_once_across_segments_and_durable_bounds()
     let key = keys::generate();
     let mut cfg = config(tmp.path(), &key);
     cfg.segment_bytes = 2000;
-    let (log, task) = LogWriter::open(cfg.clone()).await.unwrap();
-    let mut durable = log.durable();
-    assert_eq!(*durable.borrow_and_update(), 0);
     let mut cursor = Cursor::default();
-    // An empty log (no segment yet) has nothing to follow.
+    // No log yet, then an empty one: nothing to follow.
     assert!(
         tail::read(&cfg.dir, &mut cursor, u64::MAX, 10)
             .unwrap()
             .is_empty()
     );
+    let (log, task) = LogWriter::open(cfg.clone()).await.unwrap();
+    let mut durable = log.durable();
+    assert_eq!(*durable.borrow_and_update(), 0);
+    assert!(
+        tail::read(&cfg.dir, &mut cursor, u64::MAX, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(cursor, Cursor::default());
     for i in 0..7 {
         log.append(call(&format!("j{i}"))).await.unwrap();
     }
@@ -121,15 +127,16 @@ async fn a_log_replaced_under_a_follower_is_noticed() {
         tail::after(&cfg.dir, 6, "01HZZZZZZZZZZZZZZZZZZZZZZZ"),
         Err(TailError::Diverged { seq: 6, .. })
     ));
-    // A line edited in place breaks the chain for a follower reading from the start.
+    // A value edited in place (still a well-formed receipt) breaks the chain at the next line.
     let mut lines = second.clone();
-    lines[2] = lines[2].replacen("\"j", "\"x", 1);
+    assert!(lines[2].contains("/v1/vaults/V/items/I"));
+    lines[2] = lines[2].replacen("/v1/vaults/V/items/I", "/v1/vaults/V/items/X", 1);
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(segment_path(&cfg.dir, 0), text).unwrap();
     let mut fresh = Cursor::default();
     assert!(matches!(
         tail::read(&cfg.dir, &mut fresh, u64::MAX, 10),
-        Err(TailError::Diverged { seq: 2, .. })
+        Err(TailError::Diverged { seq: 3, .. })
     ));
-    assert_eq!(fresh.next, 2, "the receipts before the damage were read");
+    assert_eq!(fresh.next, 3, "the receipts before the damage were read");
 }
