@@ -79,17 +79,13 @@ fn refused(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn a_held_request_waits_for_an_approver_in_another_process_and_times_out_without_one() {
-    if Command::new("curl").arg("--version").output().is_err() {
-        panic!("curl is required (installed by .ci/run)");
-    }
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("claw");
+/// A data dir at `data` with the approval contract published, and connect-sim running (keep
+/// the returned process alive); returns the job's token.
+fn setup(work: &Path, data: &Path) -> (support::Proc, String) {
     let dir = data.to_str().unwrap();
-    let (_sim, sim) = support::start_sim(work.path());
-    support::prepare(&data, sim, "unused-job");
-    let file = work.path().join("approval-agent.json");
+    let (sim_proc, sim) = support::start_sim(work);
+    support::prepare(data, sim, "unused-job");
+    let file = work.join("approval-agent.json");
     std::fs::write(&file, contract()).unwrap();
     run_ok(
         "clawcontrols",
@@ -110,9 +106,19 @@ fn a_held_request_waits_for_an_approver_in_another_process_and_times_out_without
             "--data-dir",
             dir,
         ],
-    )
-    .trim()
-    .to_owned();
+    );
+    (sim_proc, token.trim().to_owned())
+}
+
+#[test]
+fn a_held_request_waits_for_an_approver_in_another_process_and_times_out_without_one() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!("curl is required (installed by .ci/run)");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("claw");
+    let dir = data.to_str().unwrap();
+    let (_sim, token) = setup(work.path(), &data);
     let mut proxy = support::start_proxy(&data, &work.path().join("clawproxy.stderr"));
     assert_eq!(
         run_ok("clawcontrols", &["approvals", "--data-dir", dir]).trim(),
@@ -248,30 +254,7 @@ fn approvers_decide_over_the_admin_api_with_its_token() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("claw");
     let dir = data.to_str().unwrap();
-    let (_sim, sim) = support::start_sim(work.path());
-    support::prepare(&data, sim, "unused-job");
-    let file = work.path().join("approval-agent.json");
-    std::fs::write(&file, contract()).unwrap();
-    run_ok(
-        "clawcontrols",
-        &["publish", file.to_str().unwrap(), "--data-dir", dir],
-    );
-    let token = run_ok(
-        "clawscope",
-        &[
-            "mint",
-            "--policy",
-            NAME,
-            "--job",
-            JOB,
-            "--agent",
-            "curl",
-            "--data-dir",
-            dir,
-        ],
-    )
-    .trim()
-    .to_owned();
+    let (_sim, token) = setup(work.path(), &data);
 
     // Without admin_token_file the routes are off.
     let mut proxy = support::start_proxy(&data, &work.path().join("off.stderr"));
