@@ -77,6 +77,14 @@ pub struct HeldRequest {
 }
 
 impl HeldRequest {
+    /// How approvers' tools list it (`clawcontrols approvals --json`, the admin API's
+    /// `GET /approvals`): its fields and the seconds left until `expires_ms`.
+    pub fn listing(&self, now_ms: u64) -> serde_json::Value {
+        let mut row = serde_json::to_value(self).expect("a held request serialises");
+        row["expires_in_seconds"] = self.expires_ms.saturating_sub(now_ms).div_ceil(1000).into();
+        row
+    }
+
     /// `blake3:<hex>` of what the approval is for: job, method, host, path, query and body hash.
     pub fn binding(&self) -> String {
         let value = serde_json::json!({
@@ -297,26 +305,13 @@ impl Approvals {
     /// The held request `id`.
     pub fn get(&self, id: &str) -> Result<HeldRequest, ApprovalError> {
         check_id(id)?;
-        let path = self.request_path(id);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ApprovalError::Unknown(id.to_owned()));
-            }
-            Err(source) => return Err(ApprovalError::Io { path, source }),
-        };
-        let held: HeldRequest =
-            serde_json::from_slice(&bytes).map_err(|e| ApprovalError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        if held.id != id {
-            return Err(ApprovalError::Corrupt {
-                path,
-                message: format!("it holds request {}", held.id),
-            });
-        }
-        Ok(held)
+        read_record(
+            &self.request_path(id),
+            id,
+            |held: &HeldRequest| &held.id,
+            "holds",
+        )?
+        .ok_or_else(|| ApprovalError::Unknown(id.to_owned()))
     }
 
     /// An approver's decision. Refused unless `id` is held, undecided and not expired, and `by`
@@ -355,24 +350,12 @@ impl Approvals {
     /// The decision about `id`, if one was made.
     pub fn verdict(&self, id: &str) -> Result<Option<Verdict>, ApprovalError> {
         check_id(id)?;
-        let path = self.decision_path(id);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ApprovalError::Io { path, source }),
-        };
-        let verdict: Verdict =
-            serde_json::from_slice(&bytes).map_err(|e| ApprovalError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        if verdict.id != id {
-            return Err(ApprovalError::Corrupt {
-                path,
-                message: format!("it decides request {}", verdict.id),
-            });
-        }
-        Ok(Some(verdict))
+        read_record(
+            &self.decision_path(id),
+            id,
+            |verdict: &Verdict| &verdict.id,
+            "decides",
+        )
     }
 
     /// Forgets the held request (its decision file stays, so it cannot be decided again).
@@ -493,6 +476,35 @@ impl ApprovalStore {
             Self::Fleet(store) => store.release(id).await,
         }
     }
+}
+
+/// Reads the JSON record of request `id` at `path` (None if there is none), refusing one
+/// that is not a `T` or is about another request (`what` it does with the id, for the error).
+fn read_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    id: &str,
+    id_of: impl Fn(&T) -> &str,
+    what: &str,
+) -> Result<Option<T>, ApprovalError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ApprovalError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let corrupt = |message| ApprovalError::Corrupt {
+        path: path.to_owned(),
+        message,
+    };
+    let record: T = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    if id_of(&record) != id {
+        return Err(corrupt(format!("it {what} request {}", id_of(&record))));
+    }
+    Ok(Some(record))
 }
 
 /// Ids are the only part of a path a command line names: nothing but `apr_` and hex.

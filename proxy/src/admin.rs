@@ -15,7 +15,6 @@
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use claw_policy::approval::ApprovalError;
@@ -157,23 +156,12 @@ async fn approvals(proxy: &Proxy, request: Request<Incoming>) -> Response<Body> 
         return response;
     }
     let path = request.uri().path().to_owned();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = crate::hold::now_ms();
     let parts: Vec<&str> = path.split('/').collect();
     match (request.method().clone(), &parts[..]) {
         (Method::GET, &["", "approvals"]) => match proxy.approvals().pending(now).await {
             Ok(pending) => {
-                let rows: Vec<_> = pending
-                    .iter()
-                    .map(|held| {
-                        let mut row =
-                            serde_json::to_value(held).expect("a held request serialises");
-                        row["expires_in_seconds"] =
-                            held.expires_ms.saturating_sub(now).div_ceil(1000).into();
-                        row
-                    })
-                    .collect();
+                let rows: Vec<_> = pending.iter().map(|held| held.listing(now)).collect();
                 json(StatusCode::OK, &serde_json::Value::from(rows))
             }
             Err(error) => approval_error(&error),

@@ -43,15 +43,7 @@ pub(crate) fn list(dir: &DataDir, state: Option<String>, json: bool) -> anyhow::
     let now = now_ms();
     let pending = with_store(dir, state, async |store| Ok(store.pending(now).await?))?;
     if json {
-        let rows: Vec<_> = pending
-            .iter()
-            .map(|held| {
-                let mut row = serde_json::to_value(held).expect("a held request serialises");
-                row["expires_in_seconds"] =
-                    held.expires_ms.saturating_sub(now).div_ceil(1000).into();
-                row
-            })
-            .collect();
+        let rows: Vec<_> = pending.iter().map(|held| held.listing(now)).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if pending.is_empty() {
         println!("no requests are waiting for approval");
