@@ -8,7 +8,13 @@
 //! The disk can fill under a receipt write (`a_full_disk_fails_closed_until_a_restart`) or
 //! under a checkpoint (`a_checkpoint_cut_short_by_a_full_disk_is_repaired_at_restart`).
 //!
-//! Needs root (to mount the tmpfs); otherwise it prints `skipped: …` and passes.
+//! A slow disk is the unmodified proxy with `slowdisk.c` preloaded, which delays every
+//! `fsync`/`fdatasync` by what a control file says, re-read while it waits. Slow syncs only
+//! slow answers down (group commit takes more receipts per sync) and nothing is refused; a
+//! sync that outlives the log's 10 s stage limit poisons the log like a failed one.
+//!
+//! The full disk needs root (to mount the tmpfs), the slow one a C compiler (`cc`) for the
+//! shim; without them a test prints `skipped: …` and passes.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -176,14 +182,16 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A data dir on a fresh tmpfs, connect-sim, and a token for `JOB`. Fields drop in order:
-/// connect-sim, then the tmpfs (unmounted), then the work dir.
+/// A data dir (on a fresh tmpfs, or under a slow-disk shim), connect-sim, and a token for
+/// `JOB`. Fields drop in order: connect-sim, then the tmpfs (unmounted), then the work dir.
 struct Disk {
     _sim: Proc,
-    tmpfs: Tmpfs,
+    tmpfs: Option<Tmpfs>,
     data: PathBuf,
     stderr: PathBuf,
     request: Vec<u8>,
+    /// The proxy's extra environment (the preloaded shim and its control file).
+    env: Vec<(&'static str, String)>,
     work: tempfile::TempDir,
 }
 
@@ -203,20 +211,68 @@ impl Disk {
             }
         };
         let data = tmpfs.0.join("claw");
+        Some(Self::with(work, Some(tmpfs), data, Vec::new()))
+    }
+
+    /// `None`, after saying why, when the shim cannot be built here.
+    fn slow(test: &str) -> Option<Self> {
+        let work = tempfile::tempdir().unwrap();
+        let shim = match SlowDisk::build(work.path()) {
+            Ok(shim) => shim,
+            Err(e) => {
+                eprintln!("skipped: disk::{test}: {e}");
+                return None;
+            }
+        };
+        let data = work.path().join("claw");
+        let env = vec![
+            (
+                "LD_PRELOAD",
+                shim.to_str().expect("a UTF-8 path").to_owned(),
+            ),
+            (
+                "CLAW_SLOW_DISK",
+                SlowDisk::control(work.path())
+                    .to_str()
+                    .expect("a UTF-8 path")
+                    .to_owned(),
+            ),
+        ];
+        Some(Self::with(work, None, data, env))
+    }
+
+    fn with(
+        work: tempfile::TempDir,
+        tmpfs: Option<Tmpfs>,
+        data: PathBuf,
+        env: Vec<(&'static str, String)>,
+    ) -> Self {
         let (sim_proc, sim) = support::start_sim(work.path());
         let token = support::prepare(&data, sim, JOB);
-        Some(Self {
+        Self {
             _sim: sim_proc,
             tmpfs,
             data,
             stderr: work.path().join("clawproxy.stderr"),
             request: support::read_db_item(JOB, &token, true),
+            env,
             work,
-        })
+        }
+    }
+
+    /// The tmpfs's mount point.
+    fn mount(&self) -> &Path {
+        &self.tmpfs.as_ref().expect("a disk on a tmpfs").0
+    }
+
+    /// Slows every sync of the proxy down to `ms` (0: the fault clears).
+    fn sync_delay(&self, ms: u64) {
+        std::fs::write(SlowDisk::control(self.work.path()), ms.to_string()).unwrap();
     }
 
     fn start(&self) -> Proxy {
-        support::start_proxy(&self.data, &self.stderr)
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        support::start_proxy_env(&self.data, &self.stderr, &[], &env)
     }
 
     /// One read of the item on a fresh connection.
@@ -276,7 +332,7 @@ fn a_full_disk_fails_closed_until_a_restart() {
 
     // The disk fills. A call or two may still fit in the page the segment already holds; then
     // the first receipt that cannot be written turns into a 503.
-    let (filler, size) = fill(&disk.tmpfs.0);
+    let (filler, size) = fill(disk.mount());
     let mut refused = None;
     let mut squeezed = 0;
     for _ in 0..256 {
@@ -388,7 +444,7 @@ fn a_checkpoint_cut_short_by_a_full_disk_is_repaired_at_restart() {
             break secrets(&response);
         }
     };
-    let (filler, _) = fill(&disk.tmpfs.0);
+    let (filler, _) = fill(disk.mount());
     // This receipt still fits in its page; the checkpoint that follows it does not.
     disk.ok(&proxy, &mut released);
     eventually("the log is poisoned", || {
@@ -411,6 +467,177 @@ fn a_checkpoint_cut_short_by_a_full_disk_is_repaired_at_restart() {
          was cut at byte {}; {} receipts checked among {} in the log; history readable, \
          bundle verified",
         torn.len(),
+        released.len(),
+        log.receipts.len()
+    );
+}
+
+/// The slow-disk shim (`slowdisk.c`), compiled for the test.
+struct SlowDisk;
+
+impl SlowDisk {
+    /// Compiles the shim into `work`; returns the library's path.
+    fn build(work: &Path) -> Result<PathBuf, String> {
+        let source = work.join("slowdisk.c");
+        let library = work.join("libslowdisk.so");
+        std::fs::write(&source, include_str!("slowdisk.c")).map_err(|e| e.to_string())?;
+        let out = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .arg("-ldl")
+            .output()
+            .map_err(|e| format!("running cc for the slow-disk shim: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cc could not build the slow-disk shim ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        std::fs::write(Self::control(work), "0").map_err(|e| e.to_string())?;
+        Ok(library)
+    }
+
+    /// The file the shim reads its delay from.
+    fn control(work: &Path) -> PathBuf {
+        work.join("slow-disk-ms")
+    }
+}
+
+/// A sample of the log's metrics: receipts made durable, group commits (one fdatasync
+/// each), and fdatasyncs slower than 128 ms.
+#[derive(Debug, Clone, Copy)]
+struct Syncs {
+    receipts: u64,
+    commits: u64,
+    slow: u64,
+}
+
+impl Syncs {
+    fn sample(proxy: &Proxy) -> Self {
+        let metrics = support::admin_get(proxy.admin, "/metrics").text();
+        let value = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in:\n{metrics}")) as u64
+        };
+        let syncs = value("clawproxy_fsync_seconds_count");
+        Self {
+            receipts: value("clawproxy_receipt_batch_size_sum"),
+            commits: value("clawproxy_receipt_batch_size_count"),
+            slow: syncs - value("clawproxy_fsync_seconds_bucket{le=\"0.128\"}"),
+        }
+    }
+}
+
+#[test]
+fn a_slow_disk_slows_answers_down_and_loses_none() {
+    let Some(disk) = Disk::slow("a_slow_disk_slows_answers_down_and_loses_none") else {
+        return;
+    };
+    let mut proxy = disk.start();
+    let mut released: Vec<String> = Vec::new();
+    disk.ok(&proxy, &mut released);
+    let before = Syncs::sample(&proxy);
+
+    // Every sync now takes 200 ms. Eight agents read at once, four times each: every answer
+    // is a 200 with its receipt, later than it would be, and the receipts that queue behind a
+    // slow sync share the next one.
+    disk.sync_delay(200);
+    let answers: Vec<Response> = std::thread::scope(|scope| {
+        let agents: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| (0..4).map(|_| disk.call(&proxy)).collect::<Vec<_>>()))
+            .collect();
+        agents
+            .into_iter()
+            .flat_map(|a| a.join().expect("an agent thread"))
+            .collect()
+    });
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert!(answer.complete);
+        released.push(
+            answer
+                .header("x-clawproxy-receipt")
+                .expect("a receipt id")
+                .to_owned(),
+        );
+    }
+    let during = Syncs::sample(&proxy);
+    let receipts = during.receipts - before.receipts;
+    let commits = during.commits - before.commits;
+    assert!(receipts >= 32, "{before:?} → {during:?}");
+    assert!(
+        commits < receipts,
+        "receipts waiting on a slow sync share the next one: {before:?} → {during:?}"
+    );
+    assert!(
+        during.slow > before.slow,
+        "the fsync histogram shows the slow syncs"
+    );
+    let ready = support::admin_get(proxy.admin, "/readyz");
+    assert_eq!(
+        ready.status,
+        200,
+        "a slow disk is not a failed one: {}",
+        ready.text()
+    );
+
+    // The fault clears: answers as before, the log never poisoned.
+    disk.sync_delay(0);
+    for _ in 0..3 {
+        disk.ok(&proxy, &mut released);
+    }
+    assert!(
+        support::admin_get(proxy.admin, "/metrics")
+            .text()
+            .contains("clawproxy_receipt_log_poisoned 0")
+    );
+    let status = proxy.proc.terminate();
+    assert!(status.success(), "{status}:\n{}", proxy.proc.stderr_text());
+    drop(proxy);
+
+    let log = disk.recover(&mut released);
+    eprintln!(
+        "slow disk (200 ms per sync): {receipts} receipts in {commits} syncs under 8 agents; \
+         {} receipts checked among {} in the log; bundle verified",
+        released.len(),
+        log.receipts.len()
+    );
+}
+
+#[test]
+fn a_stalled_disk_fails_closed_until_a_restart() {
+    let Some(disk) = Disk::slow("a_stalled_disk_fails_closed_until_a_restart") else {
+        return;
+    };
+    let mut proxy = disk.start();
+    let mut released: Vec<String> = Vec::new();
+    let first = disk.ok(&proxy, &mut released);
+    let secrets = secrets(&first);
+
+    // The disk stops answering: the sync under the next receipt outlives the log's 10 s stage
+    // limit, so the call is refused and the log poisoned, as for a failed sync.
+    disk.sync_delay(3_600_000);
+    fails_closed(&disk.call(&proxy), &secrets);
+    poisoned(&proxy);
+
+    // The disk comes back (the stalled sync completes): still poisoned, still nothing released.
+    disk.sync_delay(0);
+    for _ in 0..3 {
+        fails_closed(&disk.call(&proxy), &secrets);
+    }
+    poisoned(&proxy);
+    let stopped = proxy.proc.terminate();
+    drop(proxy);
+
+    let log = disk.recover(&mut released);
+    eprintln!(
+        "stalled disk: refused after the stage limit; the poisoned proxy stopped with \
+         {stopped}; {} receipts checked among {} in the log; bundle verified",
         released.len(),
         log.receipts.len()
     );

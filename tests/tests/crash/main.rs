@@ -8,7 +8,9 @@
 //!   receipt, a bundle, a report or the reviewer's page;
 //! - `reload`: SIGHUP swaps in a new Connect token from its file, on open connections too;
 //! - `disk`: the data dir on a tmpfs that fills up: the proxy answers 503 and releases nothing,
-//!   stays poisoned until restarted, and after a restart serves again on a log that verifies.
+//!   stays poisoned until restarted, and after a restart serves again on a log that verifies;
+//!   a slow disk (a preloaded shim delays every sync) only slows answers down, and one that
+//!   stalls past the log's stage limit fails closed like a full one.
 //! - `fleet`: two proxies with `--state postgres://…` on a real PostgreSQL share revocations and
 //!   rate-limit budgets, fail closed (503) while the server is down and recover when it returns.
 //!

@@ -293,6 +293,16 @@ pub(crate) fn start_proxy(data: &Path, stderr: &Path) -> Proxy {
 
 /// [`start_proxy`] with more arguments for `clawproxy run` (e.g. `--state <url>`).
 pub(crate) fn start_proxy_with(data: &Path, stderr: &Path, more: &[&str]) -> Proxy {
+    start_proxy_env(data, stderr, more, &[])
+}
+
+/// [`start_proxy_with`] with more environment variables (e.g. `LD_PRELOAD`).
+pub(crate) fn start_proxy_env(
+    data: &Path,
+    stderr: &Path,
+    more: &[&str],
+    env: &[(&str, &str)],
+) -> Proxy {
     let data = data.to_str().expect("a UTF-8 path");
     let args: Vec<&str> = ["run", "--data-dir", data]
         .into_iter()
@@ -301,7 +311,11 @@ pub(crate) fn start_proxy_with(data: &Path, stderr: &Path, more: &[&str]) -> Pro
     let (proc, rest) = Proc::start(
         "clawproxy",
         &args,
-        &[("OP_CONNECT_TOKEN", SIM_TOKEN), ("CLAW_LOG", "warn")],
+        &[
+            &[("OP_CONNECT_TOKEN", SIM_TOKEN), ("CLAW_LOG", "warn")],
+            env,
+        ]
+        .concat(),
         stderr,
         "clawproxy listening on ",
     );
