@@ -5,6 +5,7 @@
 pub mod postgres;
 pub mod raw;
 pub mod recorder;
+pub mod schemas;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

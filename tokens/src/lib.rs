@@ -10,7 +10,8 @@
 //! - [`verifier`]: the proxy's per-request check ([`Verifier::check`] → [`Verified`]) with a
 //!   [`TokenCache`] and live revocation;
 //! - [`revocation`], [`scope`], [`issued`], [`jwks`]: the data dir's revocations, effective
-//!   scopes, the tokens it minted (for proof bundles), and the issuer keys as a JWKS.
+//!   scopes, the tokens it minted (for proof bundles), and the issuer keys as a JWKS;
+//! - [`snapshot`]: the issuer's signed word on a job's revocations, carried in proof bundles.
 //!
 //! ```
 //! use claw_policy::contract::Contract;
@@ -87,6 +88,7 @@ pub mod jwks;
 pub mod mint;
 pub mod revocation;
 pub mod scope;
+pub mod snapshot;
 pub mod token;
 pub mod verifier;
 

@@ -13,6 +13,7 @@ use claw_policy::envelope::Envelope;
 use claw_policy::keys::{self, Purpose};
 use claw_policy::trust::TrustStore;
 use claw_tokens::Claims;
+use claw_tokens::snapshot::{Revoked, RevokedBy, SignedSnapshot, Snapshot};
 use claw_tokens::token;
 use claw_verifier::bundle::{decode_hash, encode_hash};
 use claw_verifier::checkpoint::{Checkpoint, sign_checkpoint};
@@ -392,6 +393,126 @@ fn a_token_for_another_contract_or_scope_fails_token_binding() {
     c.scope = format!("blake3:{}", "1".repeat(64));
     set_token(&mut bundle, &c);
     assert_fails(&run(&bundle), "token.binding");
+}
+
+/// A revocation snapshot for the bundle's job and token, revoked (by `by`) at `at` if given.
+fn snapshot(bundle: &Value, revoked: Option<(RevokedBy, u64)>) -> Snapshot {
+    let claims = claims(bundle);
+    Snapshot {
+        job: claims.job.clone(),
+        jti: vec![claims.jti.clone()],
+        as_of: claims.exp + 60,
+        revoked: revoked
+            .map(|(by, at)| Revoked {
+                by,
+                id: match by {
+                    RevokedBy::Job => claims.job.clone(),
+                    RevokedBy::Jti => claims.jti.clone(),
+                },
+                at,
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn set_revocations(bundle: &mut Value, signed: &SignedSnapshot) {
+    bundle["revocations"] = serde_json::to_value(signed).unwrap();
+}
+
+/// The seconds in which the first and the last allowed call arrived (`ts − duration_ms`).
+fn allowed_arrivals(bundle: &Value) -> (u64, u64) {
+    let arrivals: Vec<u64> = receipts(bundle)
+        .iter()
+        .filter(|r| r.kind == Kind::Call && r.decision.as_ref().is_some_and(|d| d.allow))
+        .map(|r| {
+            let at = claw_verifier::receipt::ts_millis(&r.ts).unwrap();
+            (at as u64 - r.duration_ms.unwrap_or(0)) / 1000
+        })
+        .collect();
+    (
+        *arrivals.iter().min().unwrap(),
+        *arrivals.iter().max().unwrap(),
+    )
+}
+
+#[test]
+fn a_revocation_no_allowed_call_came_after_passes_token_revocation() {
+    let mut bundle = golden();
+    bundle.as_object_mut().unwrap().remove("revocations");
+    assert_eq!(status(&run(&bundle), "token.revocation"), Status::Skip);
+
+    let issuer = key("issuer");
+    let signed = snapshot(&bundle, None).sign(&issuer);
+    set_revocations(&mut bundle, &signed);
+    let v = run(&bundle);
+    assert_eq!(status(&v, "token.revocation"), Status::Pass);
+    assert!(v.failed().is_empty(), "{:?}", v.failed());
+
+    let (_, last) = allowed_arrivals(&bundle);
+    for by in [RevokedBy::Job, RevokedBy::Jti] {
+        let signed = snapshot(&bundle, Some((by, last))).sign(&issuer);
+        set_revocations(&mut bundle, &signed);
+        let v = run(&bundle);
+        assert_eq!(status(&v, "token.revocation"), Status::Pass, "{by:?}");
+        assert!(v.failed().is_empty(), "{:?}", v.failed());
+    }
+}
+
+#[test]
+fn a_call_allowed_after_its_revocation_fails_token_revocation() {
+    let mut bundle = golden();
+    let issuer = key("issuer");
+    let (first, _) = allowed_arrivals(&bundle);
+    for by in [RevokedBy::Job, RevokedBy::Jti] {
+        // Revoked ten seconds before the first allowed call arrived.
+        let signed = snapshot(&bundle, Some((by, first - 10))).sign(&issuer);
+        set_revocations(&mut bundle, &signed);
+        let v = run(&bundle);
+        assert_only(&v, &["token.revocation"]);
+        assert!(
+            v.check("token.revocation")
+                .unwrap()
+                .reason
+                .contains("after the revocation at"),
+            "{by:?}"
+        );
+    }
+}
+
+#[test]
+fn a_revocation_snapshot_not_the_issuers_word_on_this_job_fails_token_revocation() {
+    let golden = golden();
+    let issuer = key("issuer");
+    let cases: Vec<(&str, SignedSnapshot)> = vec![
+        (
+            "signed by the proxy key",
+            snapshot(&golden, None).sign(&key("proxy")),
+        ),
+        ("a revocation erased after signing", {
+            let (first, _) = allowed_arrivals(&golden);
+            let mut signed = snapshot(&golden, Some((RevokedBy::Job, first - 10))).sign(&issuer);
+            signed.snapshot.revoked.clear();
+            signed
+        }),
+        ("of another job", {
+            let mut s = snapshot(&golden, None);
+            s.job = "another-job".into();
+            s.sign(&issuer)
+        }),
+        ("silent on the bundle's token", {
+            let mut s = snapshot(&golden, None);
+            s.jti = vec!["another-token".into()];
+            s.sign(&issuer)
+        }),
+    ];
+    for (what, signed) in cases {
+        let mut bundle = golden.clone();
+        set_revocations(&mut bundle, &signed);
+        let v = run(&bundle);
+        assert_eq!(status(&v, "token.revocation"), Status::Fail, "{what}");
+        assert_only(&v, &["token.revocation"]);
+    }
 }
 
 // --- receipt.* -------------------------------------------------------------------------

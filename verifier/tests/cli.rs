@@ -41,7 +41,11 @@ fn a_good_bundle_exits_0_and_a_damaged_one_exits_1_with_failures_first() {
     );
     assert_eq!(
         summary.lines().filter(|l| l.starts_with("  PASS")).count(),
-        27
+        28
+    );
+    assert!(
+        summary.contains("  PASS  token.revocation"),
+        "the golden bundle carries the issuer's revocation snapshot: {summary}"
     );
 
     let mut damaged: serde_json::Value =

@@ -123,15 +123,23 @@ async fn a_real_job_bundles_and_verifies_complete_against_trust_json_alone() {
         two_phase.reason
     );
 
-    // The report is what the schema says, and it counts what happened.
+    // The job was revoked: the issuer's snapshot says when, and nothing was allowed later.
+    let revocation = v.check("token.revocation").unwrap();
+    assert_eq!(revocation.status, Status::Pass, "{}", revocation.reason);
+    assert!(
+        revocation.reason.starts_with("revoked at "),
+        "{}",
+        revocation.reason
+    );
+
+    // The bundle (receipts and envelopes included) and the report are what the schemas say,
+    // and the report counts what happened.
+    let bundle: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let errors = claw_tests::schemas::errors("bundle.schema.json", &bundle);
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert!(bundle["revocations"]["snapshot"]["revoked"][0]["by"] == "job");
     let report = verify::report(&v);
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../../schemas/report.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&report)
-        .map(|e| e.to_string())
-        .collect();
+    let errors = claw_tests::schemas::errors("report.schema.json", &report);
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(report["verdict"], "pass");
     assert_eq!(report["counts"]["by_decision"]["deny"], 4);

@@ -42,7 +42,9 @@ enum Command {
     /// Gather a job's receipts, token, contract, checkpoint and proofs into one bundle file.
     ///
     /// The token is a live credential: it goes into a bundle only once it expired or was
-    /// revoked, unless --include-live-token. Without -o the bundle goes to stdout.
+    /// revoked, unless --include-live-token. Without -o the bundle goes to stdout. Where the
+    /// data dir holds the issuer key, the issuer's signed word on the job's revocations goes
+    /// in too (checked by verify as token.revocation).
     ///
     /// Example: clawverify bundle --job job-42 -o job-42.bundle.json
     Bundle {
@@ -314,7 +316,7 @@ fn bundle_command(
         TokenState::Live => "LIVE: this bundle holds a usable credential; keep it secret",
     };
     eprintln!(
-        "clawverify: bundled job {}: {} receipts from {} log(s), {}; token {} ({token}){}",
+        "clawverify: bundled job {}: {} receipts from {} log(s), {}; token {} ({token}); {}{}",
         options.job,
         built.receipts,
         built.logs,
@@ -324,6 +326,11 @@ fn bundle_command(
             "still open (no job_close yet)"
         },
         built.jti,
+        if built.revocations {
+            "the issuer's revocation snapshot signed in"
+        } else {
+            "no revocation snapshot (no issuer key in this data dir)"
+        },
         target
             .map(|p| format!("; written to {}", p.display()))
             .unwrap_or_default()

@@ -12,11 +12,13 @@ use std::path::PathBuf;
 
 use claw_policy::datadir::DataDir;
 use claw_policy::envelope::Envelope;
+use claw_policy::keys::{self, Purpose};
 use claw_policy::registry::Registry;
 use claw_policy::trust::TrustStore;
 use claw_tokens::issued::IssuedTokens;
 use claw_tokens::revocation::RevocationStore;
 use claw_tokens::scope::{ScopeStore, scope_hash};
+use claw_tokens::snapshot::{SignedSnapshot, Snapshot};
 use claw_tokens::{Claims, token};
 use serde_json::json;
 
@@ -61,6 +63,9 @@ pub struct Built {
     pub token: TokenState,
     /// The token's `jti`.
     pub jti: String,
+    /// Whether the issuer's signed revocation snapshot is in (the issuer key is in the data
+    /// dir).
+    pub revocations: bool,
 }
 
 /// Why no bundle was written.
@@ -160,6 +165,8 @@ pub fn build(
     for (_, claims) in &issued {
         states.push(token_state(&revocations, claims, options)?);
     }
+    let issued_jtis: Vec<String> = issued.iter().map(|(_, c)| c.jti.clone()).collect();
+    let snapshot = revocation_snapshot(dir, &revocations, job, &issued_jtis, options.now)?;
 
     let mut out = io::BufWriter::with_capacity(1 << 20, out);
     write!(
@@ -237,6 +244,10 @@ pub fn build(
     let scope = effective_scope(dir, &claims, &policies)?;
 
     write!(out, "],\"token\":{}", json!(token))?;
+    if let Some(snapshot) = &snapshot {
+        out.write_all(b",\"revocations\":")?;
+        serde_json::to_writer(&mut out, snapshot).map_err(io::Error::other)?;
+    }
     out.write_all(b",\"policies\":")?;
     serde_json::to_writer(&mut out, &policies).map_err(io::Error::other)?;
     if let Some(scope) = scope {
@@ -259,6 +270,7 @@ pub fn build(
         closed: parts.iter().all(|p| p.closed),
         token: state,
         jti: claims.jti,
+        revocations: snapshot.is_some(),
     })
 }
 
@@ -391,6 +403,26 @@ fn write_log_proof(out: &mut impl Write, part: &LogPart) -> Result<(), BuildErro
     serde_json::to_writer(&mut *out, &consistency).map_err(io::Error::other)?;
     out.write_all(b"}")?;
     Ok(())
+}
+
+/// The issuer's signed word on the job's revocations, read now; `None` where the data dir
+/// holds no issuer key (a reviewer's copy), since only the issuer may speak for revocations.
+fn revocation_snapshot(
+    dir: &DataDir,
+    revocations: &RevocationStore,
+    job: &str,
+    jtis: &[String],
+    now: u64,
+) -> Result<Option<SignedSnapshot>, BuildError> {
+    let path = dir.signing_key(Purpose::Issuer);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let key = keys::read_signing_key(&path).map_err(|e| BuildError::DataDir(e.to_string()))?;
+    let list = revocations
+        .list()
+        .map_err(|e| BuildError::DataDir(e.to_string()))?;
+    Ok(Some(Snapshot::of(&list, job, jtis, now).sign(&key)))
 }
 
 fn token_state(

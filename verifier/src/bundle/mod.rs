@@ -3,7 +3,8 @@
 //! ```text
 //! {"type":"clawproxy/proof-bundle/v1", "job":"j42",
 //!  "receipts":[…the job's receipts, ordered by log then seq, each exactly its leaf bytes…],
-//!  "token":"<compact JWS>", "policies":[<signed WPC envelope>], "scope":{…}?,
+//!  "token":"<compact JWS>", "revocations":{<signed revocation snapshot>}?,
+//!  "policies":[<signed WPC envelope>], "scope":{…}?,
 //!  "logs":[{"origin":"clawproxy/<id>", "checkpoint":"<note>",
 //!           "inclusion":[{"seq":…, "hashes":[b64…]}],
 //!           "consistency":[{"from":…, "to":…, "checkpoint":"<older note>", "hashes":[b64…]}]}],
@@ -14,7 +15,9 @@
 //! contract envelopes, the token, checkpoints), and `clawverify verify` checks each against
 //! keys from the reviewer's `trust.json` only. `key_hints` lists key ids, never keys, so a
 //! bundle cannot bring its own trust. `scope` is present only when the token narrowed the
-//! contract's `tool_scope` at mint; its hash is the token's `scope` claim.
+//! contract's `tool_scope` at mint; its hash is the token's `scope` claim. `revocations` is the
+//! issuer's signed word on whether the job or its tokens were revoked, and when
+//! ([`claw_tokens::snapshot`]); it is there when the bundle was built where the issuer key is.
 //!
 //! Each `consistency` entry carries the older checkpoint it starts from (the first checkpoint
 //! that covered the job's first receipt), so a reviewer who saw that checkpoint earlier can
@@ -29,6 +32,7 @@ use base64::engine::general_purpose::STANDARD;
 use claw_policy::canonical;
 use claw_policy::contract::ToolScope;
 use claw_policy::envelope::Envelope;
+use claw_tokens::snapshot::SignedSnapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -61,6 +65,9 @@ pub struct Bundle {
     pub receipts: Vec<Value>,
     /// The job's token.
     pub token: String,
+    /// The issuer's signed revocation snapshot for the job and its tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocations: Option<SignedSnapshot>,
     /// The signed contract envelopes the token and receipts cite.
     pub policies: Vec<Envelope>,
     /// The effective scope, when narrower than the contract's `tool_scope`.

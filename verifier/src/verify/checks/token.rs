@@ -4,6 +4,8 @@ use claw_policy::keys::Purpose;
 use claw_tokens::scope::scope_hash;
 use claw_tokens::token as cst;
 
+use crate::receipt::{Kind, format_ts, ts_millis};
+
 use super::{Outcome, Problems, fail, pass, skip};
 use crate::verify::context::Ctx;
 
@@ -141,11 +143,94 @@ pub(crate) fn binding(ctx: &Ctx<'_>) -> Outcome {
     ))
 }
 
-/// `token.revocation`: needs a signed revocation snapshot, which v1 bundles do not carry; a
-/// revoked job is still visible as its signed `job_close` (`job.closed`).
-pub(crate) fn revocation(_ctx: &Ctx<'_>) -> Outcome {
-    skip(
-        "the bundle carries no signed revocation snapshot; a revocation shows as the job's \
-         signed job_close (see job.closed)",
-    )
+/// How long after the second of its revocation a proxy may still have let one of the job's
+/// calls through: the revocation's time is whole seconds, and a fleet's proxies learn of a
+/// revocation by polling the shared state (every 200 ms).
+pub(crate) const REVOCATION_LEEWAY_MS: i64 = 2_000;
+
+/// `token.revocation`: with the issuer's signed revocation snapshot, no call, request or
+/// tunnel of the job was allowed after the job or its token was revoked. A receipt counts from
+/// when its request arrived (`ts − duration_ms`), within [`REVOCATION_LEEWAY_MS`] of the
+/// revocation's second; closes, `job_close` and denials are what a revocation leads to.
+pub(crate) fn revocation(ctx: &Ctx<'_>) -> Outcome {
+    let Some(signed) = &ctx.bundle.revocations else {
+        return skip(
+            "the bundle carries no signed revocation snapshot (built without the issuer key); \
+             a revocation still shows as the job's signed job_close (see job.closed)",
+        );
+    };
+    let snapshot = match signed.verify(ctx.trust) {
+        Ok(snapshot) => snapshot,
+        Err(e) => return fail(format!("revocation snapshot: {e}")),
+    };
+    if snapshot.job != ctx.bundle.job {
+        return fail(format!(
+            "the revocation snapshot is of job {:?}, the bundle of {:?}",
+            snapshot.job, ctx.bundle.job
+        ));
+    }
+    let Some(claims) = &ctx.claims else {
+        return skip("the claims did not parse (token.claims)");
+    };
+    if !snapshot.jti.contains(&claims.jti) {
+        return fail(format!(
+            "the revocation snapshot does not speak for the bundle's token {}",
+            claims.jti
+        ));
+    }
+    let mut problems = Problems::default();
+    let mut checked = 0;
+    for (i, r) in ctx.receipts() {
+        let opens = matches!(r.kind, Kind::Call | Kind::Request | Kind::TunnelOpen);
+        if !opens || !r.decision.as_ref().is_some_and(|d| d.allow) {
+            continue;
+        }
+        let jti = r.cst.as_ref().map(|c| c.jti.as_str());
+        if jti.is_some_and(|jti| !snapshot.jti.iter().any(|j| j == jti)) {
+            problems.receipt(
+                Some(r.seq),
+                format!("receipt #{i} is of token {jti:?}, which the snapshot does not cover"),
+            );
+            continue;
+        }
+        let Some(revoked) = snapshot.revoked_at(jti) else {
+            continue;
+        };
+        checked += 1;
+        let Some(at) = ts_millis(&r.ts) else {
+            continue; // receipt.time names it
+        };
+        let arrived = at - i64::try_from(r.duration_ms.unwrap_or(0)).unwrap_or(i64::MAX);
+        let cutoff = (i64::try_from(revoked).unwrap_or(i64::MAX) + 1) * 1000;
+        if arrived > cutoff + REVOCATION_LEEWAY_MS {
+            problems.receipt(
+                Some(r.seq),
+                format!(
+                    "receipt #{i} was allowed at {}, after the revocation at {}",
+                    r.ts,
+                    format_secs(revoked)
+                ),
+            );
+        }
+    }
+    let summary = match snapshot.revoked_at(Some(&claims.jti)) {
+        None => format!(
+            "the issuer recorded no revocation of job {:?} or its tokens as of {}",
+            snapshot.job,
+            format_secs(snapshot.as_of)
+        ),
+        Some(at) => format!(
+            "revoked at {}; all {checked} allowed receipts arrived before",
+            format_secs(at)
+        ),
+    };
+    problems.outcome(summary)
+}
+
+fn format_secs(secs: u64) -> String {
+    let at = i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format_ts(at)
 }
