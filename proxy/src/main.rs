@@ -210,7 +210,8 @@ fn init_tracing() {
     }
 }
 
-/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the upstream tokens from their files.
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the upstream tokens and the admin
+/// token from their files.
 async fn wait_for_signal(proxy: &claw_proxy::stack::Proxy) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -221,6 +222,7 @@ async fn wait_for_signal(proxy: &claw_proxy::stack::Proxy) {
             _ = tokio::signal::ctrl_c() => return,
             _ = hup.recv() => {
                 proxy.reload_tokens();
+                proxy.reload_admin_token();
             }
         }
     }

@@ -17,8 +17,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -84,8 +84,9 @@ pub struct Proxy {
     fleet: Option<claw_fleet::Fleet>,
     /// Fleet mode: jobs the shared state knows this log serves.
     served: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// The bearer token of the admin approval routes (`admin_token_file`), if they are on.
-    admin_token: Option<zeroize::Zeroizing<String>>,
+    /// The bearer token of the admin approval routes (`admin_token_file`), if they are on;
+    /// replaced from the file on SIGHUP.
+    admin_token: RwLock<Option<zeroize::Zeroizing<String>>>,
 }
 
 /// A job seen here, by its token.
@@ -299,7 +300,7 @@ impl Proxy {
             approvals: shared.approvals,
             fleet: shared.fleet,
             served: std::sync::Mutex::default(),
-            admin_token,
+            admin_token: RwLock::new(admin_token),
         })
     }
 
@@ -307,7 +308,8 @@ impl Proxy {
     /// compared, in constant time, so the time taken says nothing of the token, its length
     /// included.
     pub fn is_admin_token(&self, presented: &str) -> bool {
-        self.admin_token.as_ref().is_some_and(|token| {
+        let token = self.admin_token.read().unwrap_or_else(|e| e.into_inner());
+        token.as_ref().is_some_and(|token| {
             let want = blake3::hash(token.as_bytes());
             let got = blake3::hash(presented.as_bytes());
             crate::auth::constant_time_eq(want.as_bytes(), got.as_bytes())
@@ -316,7 +318,27 @@ impl Proxy {
 
     /// Whether the admin approval routes are on.
     pub fn admin_approvals_on(&self) -> bool {
-        self.admin_token.is_some()
+        self.config.admin_token_file.is_some()
+    }
+
+    /// Re-reads `admin_token_file` (SIGHUP): from then on only the new token opens the
+    /// approval routes. A file that is missing, unsafe or too short leaves the current token
+    /// in place, and the reason is logged. Returns whether the token was replaced.
+    pub fn reload_admin_token(&self) -> bool {
+        let Some(path) = &self.config.admin_token_file else {
+            return false;
+        };
+        match crate::admin::read_token(path) {
+            Ok(token) => {
+                *self.admin_token.write().unwrap_or_else(|e| e.into_inner()) = Some(token);
+                info!("admin token reloaded from admin_token_file");
+                true
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "admin token reload failed; keeping the current token");
+                false
+            }
+        }
     }
 
     /// Where held requests and decisions live.

@@ -1,6 +1,7 @@
 //! Replacing the Connect token without dropping connections: the proxy reads it from a 0600
 //! `token_file`, and SIGHUP swaps in the file's new content for every request from then on,
 //! on connections already open too; a file that went bad leaves the current token in place.
+//! The admin token (`admin_token_file`) is rotated the same way.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -96,4 +97,66 @@ fn sighup_reloads_the_connect_token_file_without_dropping_connections() {
         !log.contains(SIM_TOKEN) && !log.contains("stale-connect-token"),
         "{log}"
     );
+}
+
+/// `GET /approvals` on the admin address with `Authorization: Bearer <token>`: the status.
+fn approvals_status(admin: std::net::SocketAddr, token: &str) -> u16 {
+    let request = format!(
+        "GET /approvals HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    support::send(admin, request.as_bytes())
+        .expect("an answer from the admin address")
+        .status
+}
+
+#[test]
+fn sighup_rotates_the_admin_token() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("claw");
+    let (_sim, sim) = support::start_sim(work.path());
+    support::prepare(&data, sim, JOB);
+    let token_file = work.path().join("admin.token");
+    let old = "old-admin-token-0123456789abcdefghij";
+    let new = "new-admin-token-0123456789abcdefghij";
+    write_token(&token_file, old);
+    // A top-level key: before the first table.
+    let config = data.join("clawproxy.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("admin_token_file = \"{}\"\n{text}", token_file.display()),
+    )
+    .unwrap();
+    let proxy = support::start_proxy_env(
+        &data,
+        &work.path().join("clawproxy.stderr"),
+        &[],
+        &[("CLAW_LOG", "info")],
+    );
+    assert_eq!(approvals_status(proxy.admin, old), 200);
+    assert_eq!(approvals_status(proxy.admin, new), 401);
+
+    write_token(&token_file, new);
+    proxy.proc.signal("HUP");
+    logged(&proxy.proc, "admin token reloaded from admin_token_file", 1);
+    assert_eq!(
+        approvals_status(proxy.admin, old),
+        401,
+        "the old token is out"
+    );
+    assert_eq!(approvals_status(proxy.admin, new), 200);
+
+    // A file that went bad (too short) is refused; the current token stays.
+    write_token(&token_file, "short");
+    proxy.proc.signal("HUP");
+    logged(
+        &proxy.proc,
+        "admin token reload failed; keeping the current token",
+        1,
+    );
+    assert_eq!(approvals_status(proxy.admin, new), 200);
+    assert_eq!(approvals_status(proxy.admin, "short"), 401);
+    let log = proxy.proc.stderr_text();
+    assert!(!log.contains(old) && !log.contains(new), "{log}");
 }
