@@ -3,8 +3,15 @@
 //! ```json
 //! { "version": 1,
 //!   "keys": [ { "kid": "<RFC 7638 thumbprint>", "purpose": "issuer|proxy|policy",
-//!               "alg": "Ed25519", "public_key": "<base64>", "name": "<who>" } ] }
+//!               "alg": "Ed25519", "public_key": "<base64>", "name": "<who>" } ],
+//!   "witnesses": [ "<name>+<hex key id>+<base64(0x04 ‖ key)>" ],  // optional
+//!   "witness_threshold": 1 }                                       // optional
 //! ```
+//!
+//! `witnesses` are C2SP cosignature verifier keys (`c2sp.org/tlog-cosignature`): when some
+//! are named, `clawverify verify` asks that at least `witness_threshold` (default 1) of them
+//! cosigned every log's checkpoint in a bundle (`log.witness`). They are kept as written here
+//! and parsed by the verifier, which owns the note format.
 //!
 //! `name` says who holds the key: the token issuer's `iss` for an issuer key, the proxy id
 //! (token `aud`, log origin `clawproxy/<id>`) for a proxy key, and a label for a policy key.
@@ -32,6 +39,12 @@ pub struct TrustFile {
     pub version: u32,
     /// Trusted public keys.
     pub keys: Vec<TrustEntry>,
+    /// Witnesses' cosignature verifier keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<String>,
+    /// How many witnesses must cosign each checkpoint (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_threshold: Option<usize>,
 }
 
 /// One trusted public key.
@@ -97,6 +110,8 @@ pub enum TrustError {
 #[derive(Clone, Debug, Default)]
 pub struct TrustStore {
     keys: Vec<TrustedKey>,
+    witnesses: Vec<String>,
+    witness_threshold: Option<usize>,
 }
 
 impl TrustStore {
@@ -158,7 +173,35 @@ impl TrustStore {
                 key,
             });
         }
-        Ok(Self { keys })
+        let threshold_ok = file
+            .witness_threshold
+            .is_none_or(|k| (1..=file.witnesses.len()).contains(&k));
+        if !threshold_ok {
+            return Err(TrustError::Format {
+                field: FieldError {
+                    pointer: "/witness_threshold".into(),
+                    message: format!(
+                        "must be between 1 and the number of witnesses ({})",
+                        file.witnesses.len()
+                    ),
+                },
+            });
+        }
+        Ok(Self {
+            keys,
+            witnesses: file.witnesses,
+            witness_threshold: file.witness_threshold,
+        })
+    }
+
+    /// The witnesses' cosignature verifier keys, as written.
+    pub fn witnesses(&self) -> &[String] {
+        &self.witnesses
+    }
+
+    /// How many witnesses must cosign each checkpoint.
+    pub fn witness_threshold(&self) -> usize {
+        self.witness_threshold.unwrap_or(1)
     }
 
     /// The key with this id, only if it is trusted for `purpose`.
@@ -203,6 +246,8 @@ impl TrustStore {
                     name: k.name.clone(),
                 })
                 .collect(),
+            witnesses: self.witnesses.clone(),
+            witness_threshold: self.witness_threshold,
         }
     }
 

@@ -8,15 +8,18 @@
 
 use std::collections::BTreeSet;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use claw_policy::contract::Contract;
 use claw_policy::envelope::Envelope;
 use claw_policy::keys::{self, Purpose};
-use claw_policy::trust::TrustStore;
+use claw_policy::trust::{TrustFile, TrustStore};
 use claw_tokens::Claims;
 use claw_tokens::snapshot::{Revoked, RevokedBy, SignedSnapshot, Snapshot};
 use claw_tokens::token;
 use claw_verifier::bundle::{decode_hash, encode_hash};
-use claw_verifier::checkpoint::{Checkpoint, sign_checkpoint};
+use claw_verifier::checkpoint::{Checkpoint, cosign, cosignature_vkey, sign_checkpoint};
 use claw_verifier::merkle::Tree;
 use claw_verifier::receipt::{GENESIS, Kind, Receipt, link};
 use claw_verifier::verify::{self, Status, Tier, Verification};
@@ -730,6 +733,102 @@ fn a_checkpoint_that_does_not_cover_every_receipt_fails_log_coverage() {
     set_proofs(&mut bundle, &tree, size);
     let v = run(&bundle);
     assert_fails(&v, "log.coverage");
+}
+
+/// The golden trust.json naming `witnesses` (by their keys), needing `threshold` of them.
+fn trust_with_witnesses(witnesses: &[(&str, &SigningKey)], threshold: Option<usize>) -> TrustStore {
+    let mut file: TrustFile = serde_json::from_str(TRUST).unwrap();
+    file.witnesses = witnesses
+        .iter()
+        .map(|(name, key)| cosignature_vkey(name, &key.verifying_key()))
+        .collect();
+    file.witness_threshold = threshold;
+    TrustStore::from_file(file).unwrap()
+}
+
+/// The golden bundle with its checkpoint cosigned by each of `by`, after its last receipt.
+fn cosigned(by: &[(&str, &SigningKey)]) -> Value {
+    let mut bundle = golden();
+    let time = claims(&bundle).exp;
+    let mut note = bundle["logs"][0]["checkpoint"].as_str().unwrap().to_owned();
+    for (name, key) in by {
+        note = cosign(&note, name, key, time).unwrap();
+    }
+    bundle["logs"][0]["checkpoint"] = json!(note);
+    bundle
+}
+
+fn run_with(bundle: &Value, trust: &TrustStore) -> Verification {
+    verify::verify(&serde_json::to_vec(bundle).unwrap(), trust)
+}
+
+#[test]
+fn checkpoints_cosigned_by_enough_trusted_witnesses_pass_log_witness() {
+    let (a, b) = (
+        SigningKey::from_bytes(&[41; 32]),
+        SigningKey::from_bytes(&[42; 32]),
+    );
+    let one = trust_with_witnesses(&[("witness.a", &a)], None);
+    let v = run_with(&cosigned(&[("witness.a", &a)]), &one);
+    assert_eq!(status(&v, "log.witness"), Status::Pass);
+    assert!(v.failed().is_empty(), "{:?}", v.failed());
+
+    let both = trust_with_witnesses(&[("witness.a", &a), ("witness.b", &b)], Some(2));
+    let v = run_with(&cosigned(&[("witness.a", &a), ("witness.b", &b)]), &both);
+    assert_eq!(status(&v, "log.witness"), Status::Pass);
+    assert!(v.failed().is_empty(), "{:?}", v.failed());
+
+    // Without witnesses in trust.json, cosignatures are carried but not asked for.
+    let v = run(&cosigned(&[("witness.a", &a)]));
+    assert_eq!(status(&v, "log.witness"), Status::Skip);
+}
+
+#[test]
+fn too_few_or_bad_witness_cosignatures_fail_log_witness() {
+    let (a, b) = (
+        SigningKey::from_bytes(&[41; 32]),
+        SigningKey::from_bytes(&[42; 32]),
+    );
+    let stranger = SigningKey::from_bytes(&[43; 32]);
+    let one = trust_with_witnesses(&[("witness.a", &a)], None);
+    let both = trust_with_witnesses(&[("witness.a", &a), ("witness.b", &b)], Some(2));
+
+    // A's cosignature with its time bytes changed: it no longer verifies.
+    let mut tampered = cosigned(&[("witness.a", &a)]);
+    let note = tampered["logs"][0]["checkpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (head, line) = note.trim_end().rsplit_once('\n').unwrap();
+    let (name, sig) = line.rsplit_once(' ').unwrap();
+    let mut raw = STANDARD.decode(sig).unwrap();
+    raw[4 + 7] ^= 1;
+    tampered["logs"][0]["checkpoint"] = json!(format!("{head}\n{name} {}\n", STANDARD.encode(raw)));
+
+    let cases = [
+        ("no cosignature", golden(), &one),
+        ("one of two needed", cosigned(&[("witness.a", &a)]), &both),
+        (
+            "a stranger's cosignature",
+            cosigned(&[("witness.a", &stranger)]),
+            &one,
+        ),
+        ("a tampered cosignature", tampered, &one),
+    ];
+    for (what, bundle, trust) in cases {
+        let v = run_with(&bundle, trust);
+        assert_eq!(status(&v, "log.witness"), Status::Fail, "{what}");
+        assert_only(&v, &["log.witness"]);
+    }
+
+    // A witness key trust.json cannot parse fails the check, and a threshold beyond the
+    // witnesses named is refused when trust.json loads.
+    let mut file: TrustFile = serde_json::from_str(TRUST).unwrap();
+    file.witnesses = vec!["witness.a+00000000+not-a-key".into()];
+    let v = run_with(&golden(), &TrustStore::from_file(file.clone()).unwrap());
+    assert_only(&v, &["log.witness"]);
+    file.witness_threshold = Some(2);
+    assert!(TrustStore::from_file(file).is_err());
 }
 
 // --- semantics.* -----------------------------------------------------------------------

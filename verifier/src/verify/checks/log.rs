@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{Outcome, Problems, fail, skip};
 use crate::bundle::decode_hash;
-use crate::checkpoint::parse_note;
+use crate::checkpoint::{self, NoteError, parse_note};
 use crate::merkle::{self, Hash};
 use crate::verify::context::{Ctx, open_checkpoint};
 
@@ -238,7 +238,48 @@ pub(crate) fn coverage(ctx: &Ctx<'_>) -> Outcome {
     problems.outcome("every checkpoint covers all of its log's receipts")
 }
 
-/// `log.witness`: k-of-n witness cosignatures, when the trust policy names witnesses.
-pub(crate) fn witness(_ctx: &Ctx<'_>) -> Outcome {
-    skip("trust.json names no witnesses; the tier does not depend on them")
+/// `log.witness`: when trust.json names witnesses, at least `witness_threshold` of them
+/// cosigned every log's checkpoint. A cosignature line by a named witness that does not verify
+/// fails the check even when others suffice (as a bad signature by a known key refuses a note).
+pub(crate) fn witness(ctx: &Ctx<'_>) -> Outcome {
+    let named = ctx.trust.witnesses();
+    if named.is_empty() {
+        return skip("trust.json names no witnesses; the tier does not depend on them");
+    }
+    let mut witnesses = Vec::with_capacity(named.len());
+    for (i, vkey) in named.iter().enumerate() {
+        match checkpoint::parse_cosignature_vkey(vkey) {
+            Ok(w) => witnesses.push(w),
+            Err(e) => return fail(format!("trust.json witness #{i}: {e}")),
+        }
+    }
+    let needed = ctx.trust.witness_threshold();
+    let mut problems = Problems::default();
+    for log in &ctx.bundle.logs {
+        let mut cosigned = Vec::new();
+        for w in &witnesses {
+            match checkpoint::verify_cosignature(&log.checkpoint, w) {
+                Ok(_) => cosigned.push(w.name.as_str()),
+                Err(NoteError::NoCosignature(_)) => {}
+                Err(e) => problems.add(format!("{}: witness {}: {e}", log.origin, w.name)),
+            }
+        }
+        if cosigned.len() < needed {
+            problems.add(format!(
+                "{}: {} of the {} trusted witnesses cosigned its checkpoint ({}), {needed} needed",
+                log.origin,
+                cosigned.len(),
+                witnesses.len(),
+                if cosigned.is_empty() {
+                    "none".to_owned()
+                } else {
+                    cosigned.join(", ")
+                }
+            ));
+        }
+    }
+    problems.outcome(format!(
+        "every log's checkpoint is cosigned by at least {needed} of {} trusted witnesses",
+        witnesses.len()
+    ))
 }
