@@ -55,6 +55,14 @@ def read_response(sock):
     return status
 
 
+def close_all(socks, pid):
+    """Closes the connections; returns the RSS a second later."""
+    for sock in socks:
+        sock.close()
+    time.sleep(1)
+    return rss_mib(pid)
+
+
 def connect(addr):
     host, port = addr.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=30)
@@ -96,10 +104,7 @@ def main():
     while time.monotonic() < deadline:
         time.sleep(0.5)
         peak = max(peak, rss_mib(pid))
-    for sock in idle:
-        sock.close()
-    time.sleep(1)
-    after = rss_mib(pid)
+    after = close_all(idle, pid)
     rows.append(
         (f"idle: {conns} open connections after one read each ({ok} x 200)",
          before, peak, after, "-")
@@ -138,10 +143,7 @@ def main():
                 cut += 1
         open_ = still
         peak = max(peak, rss_mib(pid))
-    for sock in slow:
-        sock.close()
-    time.sleep(1)
-    after = rss_mib(pid)
+    after = close_all(slow, pid)
     rows.append(
         (f"slowloris: {conns} heads, one byte a second", before, peak, after,
          f"{cut} of {conns}")
