@@ -173,11 +173,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(async {
                 let env = |name: &str| std::env::var(name).ok();
                 let running = claw_proxy::run::start(&dir, config, &env).await?;
+                // Handlers first: a SIGTERM sent as soon as the line below is read must drain,
+                // not kill.
+                let signals = Signals::install();
                 println!(
                     "clawproxy listening on {} (admin {})",
                     running.listen, running.admin
                 );
-                wait_for_signal(&running.proxy).await;
+                signals.wait(&running.proxy).await;
                 eprintln!("clawproxy: shutting down (draining, final checkpoint)");
                 running.shutdown().await;
                 anyhow::Ok(())
@@ -210,19 +213,32 @@ fn init_tracing() {
     }
 }
 
-/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the upstream tokens and the admin
-/// token from their files.
-async fn wait_for_signal(proxy: &claw_proxy::stack::Proxy) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = tokio::signal::ctrl_c() => return,
-            _ = hup.recv() => {
-                proxy.reload_tokens();
-                proxy.reload_admin_token();
+/// The signals `run` answers, registered before it says it is listening.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
+        }
+    }
+
+    /// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the upstream tokens and the
+    /// admin token from their files.
+    async fn wait(mut self, proxy: &claw_proxy::stack::Proxy) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+                _ = self.hup.recv() => {
+                    proxy.reload_tokens();
+                    proxy.reload_admin_token();
+                }
             }
         }
     }

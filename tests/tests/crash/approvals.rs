@@ -261,7 +261,12 @@ fn approvers_decide_over_the_admin_api_with_its_token() {
     let off = support::admin_get(proxy.admin, "/approvals");
     assert_eq!(off.status, 404, "{}", off.text());
     assert!(off.text().contains("admin_token_file"), "{}", off.text());
-    assert!(proxy.proc.terminate().success());
+    let stopped = proxy.proc.terminate();
+    assert!(
+        stopped.success(),
+        "{stopped}:\n{}",
+        proxy.proc.stderr_text()
+    );
 
     let admin_token = "c2VjcmV0LWFkbWluLXRva2VuLWZvci10aGUtdGVzdA";
     let token_file = work.path().join("admin.token");
