@@ -821,14 +821,16 @@ fn too_few_or_bad_witness_cosignatures_fail_log_witness() {
         assert_only(&v, &["log.witness"]);
     }
 
-    // A witness key trust.json cannot parse fails the check, and a threshold beyond the
+    // A witness key trust.json cannot parse fails the check, and a threshold of none or beyond the
     // witnesses named is refused when trust.json loads.
     let mut file: TrustFile = serde_json::from_str(TRUST).unwrap();
     file.witnesses = vec!["witness.a+00000000+not-a-key".into()];
     let v = run_with(&golden(), &TrustStore::from_file(file.clone()).unwrap());
     assert_only(&v, &["log.witness"]);
-    file.witness_threshold = Some(2);
-    assert!(TrustStore::from_file(file).is_err());
+    for beyond in [0, 2] {
+        file.witness_threshold = Some(beyond);
+        assert!(TrustStore::from_file(file.clone()).is_err(), "{beyond}");
+    }
 }
 
 // --- semantics.* -----------------------------------------------------------------------
