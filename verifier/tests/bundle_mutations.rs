@@ -821,7 +821,7 @@ fn too_few_or_bad_witness_cosignatures_fail_log_witness() {
         assert_only(&v, &["log.witness"]);
     }
 
-    // A witness key trust.json cannot parse fails the check, and a threshold of none or beyond the
+    // A witness key trust.json cannot parse fails the check, and a threshold of 0 or beyond the
     // witnesses named is refused when trust.json loads.
     let mut file: TrustFile = serde_json::from_str(TRUST).unwrap();
     file.witnesses = vec!["witness.a+00000000+not-a-key".into()];
