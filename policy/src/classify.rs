@@ -209,7 +209,7 @@ pub fn normalize_path(raw: &str) -> Result<String, ClassifyError> {
 
 /// RFC 3986 unreserved characters, `/`, and the sub-delimiters Connect paths never need
 /// decoding for. Everything else is refused rather than re-encoded.
-fn allowed_path_byte(b: u8) -> bool {
+pub(crate) fn allowed_path_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~/:@!$&'()*+,=".contains(&b)
 }
 

@@ -146,6 +146,11 @@ pub struct WpcDocument {
     /// Requests a person must approve before they are forwarded. Defaults to none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<ApprovalRule>,
+    /// Method and path rules per host (lowercase name, as in `network_egress`): requests to a
+    /// listed host are intercepted and pass only when a rule allows them. Defaults to none:
+    /// every host is judged by `network_egress` alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_rules: BTreeMap<String, Vec<HostRule>>,
 }
 
 impl WpcDocument {
@@ -169,8 +174,9 @@ pub enum Enforcement {
 /// The rules that come from a contract's own fields; an audit-only contract records their
 /// denials and lets the request pass. Every other refusal (authentication, framing, address
 /// classes, ambiguous paths, uninspectable bodies) protects the proxy itself and always applies.
-pub const CONTRACT_RULES: [&str; 8] = [
+pub const CONTRACT_RULES: [&str; 9] = [
     "network_egress",
+    "host_rules",
     "deny_operations",
     "allowed_operations",
     "allowed_vaults",
@@ -179,6 +185,17 @@ pub const CONTRACT_RULES: [&str; 8] = [
     "rate_limit",
     "approvals",
 ];
+
+/// One request rule for a host: any of `methods` on a path matching any of `paths`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRule {
+    /// Request methods, upper case (`HEAD` is not implied by `GET`).
+    pub methods: Vec<String>,
+    /// Path patterns over the normalised path: `*` within a segment, `**` as a whole segment
+    /// for any number of segments. See [`crate::host_rules`].
+    pub paths: Vec<String>,
+}
 
 /// Requests that wait for a person: an allowed request matching `operations` (and, when given,
 /// `vaults` and `items`) is held until one of `approvers` approves or denies it, or
@@ -485,6 +502,7 @@ fn semantic_violations(doc: &WpcDocument) -> Vec<Violation> {
             }
         }
     }
+    out.extend(crate::host_rules::violations(doc));
     for (i, host) in doc.sandbox.network_egress.iter().enumerate() {
         if let Some((_, port)) = host.rsplit_once(':')
             && !matches!(port.parse::<u32>(), Ok(1..=65535))
@@ -718,6 +736,74 @@ mod tests {
             v.iter().any(|v| v.pointer == "/approvals/0/on_timeout"),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn host_rules_are_optional_and_checked() {
+        let seed = Contract::from_slice(SEED).unwrap();
+        let with = |rules: &str| seed_plus("host_rules", rules);
+        let ok = Contract::from_slice(
+            with(r#"{"api.1password.com": [{"methods": ["GET", "HEAD"], "paths": ["/v1/**"]}]}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.document().host_rules["api.1password.com"][0].paths,
+            ["/v1/**"]
+        );
+        assert_ne!(ok.hash(), seed.hash());
+        for (rules, pointer) in [
+            // Not reachable at all: the rules would never apply.
+            (
+                r#"{"api.github.com": [{"methods": ["GET"], "paths": ["/"]}]}"#,
+                "/host_rules/api.github.com",
+            ),
+            // Spelt otherwise than network_egress canonicalises hosts.
+            (
+                r#"{"API.1password.com": [{"methods": ["GET"], "paths": ["/"]}]}"#,
+                "/host_rules",
+            ),
+            (
+                r#"{"api.1password.com:443": [{"methods": ["GET"], "paths": ["/"]}]}"#,
+                "/host_rules",
+            ),
+            (
+                r#"{"api.1password.com": [{"methods": ["get"], "paths": ["/"]}]}"#,
+                "/host_rules/api.1password.com/0/methods/0",
+            ),
+            (
+                r#"{"api.1password.com": [{"methods": ["GET", "CONNECT"], "paths": ["/"]}]}"#,
+                "/host_rules/api.1password.com/0/methods/1",
+            ),
+            (
+                r#"{"api.1password.com": [{"methods": ["GET"], "paths": ["/v1", "v1/x"]}]}"#,
+                "/host_rules/api.1password.com/0/paths/1",
+            ),
+            (
+                r#"{"api.1password.com": [{"methods": ["GET"], "paths": ["/v1/"]}]}"#,
+                "/host_rules/api.1password.com/0/paths/0",
+            ),
+            (
+                r#"{"api.1password.com": [{"methods": ["GET"], "paths": ["/a%2fb"]}]}"#,
+                "/host_rules/api.1password.com/0/paths/0",
+            ),
+            (
+                r#"{"api.1password.com": [{"methods": [], "paths": ["/"]}]}"#,
+                "/host_rules/api.1password.com/0/methods",
+            ),
+            (
+                r#"{"api.1password.com": [{"methods": ["GET"]}]}"#,
+                "/host_rules/api.1password.com/0",
+            ),
+            (
+                r#"{"api.1password.com": []}"#,
+                "/host_rules/api.1password.com",
+            ),
+            ("{}", "/host_rules"),
+        ] {
+            let v = invalid(&with(rules));
+            assert!(v.iter().any(|v| v.pointer == pointer), "{rules}: {v:?}");
+        }
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub enum Direction {
 pub struct Change {
     /// More or less.
     pub direction: Direction,
-    /// `operation`, `vault`, `item`, `category`, `host`, `rate_limit`, `approval`,
-    /// `enforcement` or `max_ttl_seconds`.
+    /// `operation`, `vault`, `item`, `request` (host rules), `category`, `host`,
+    /// `rate_limit`, `approval`, `enforcement` or `max_ttl_seconds`.
     pub what: &'static str,
     /// The value that appeared or disappeared (or `old → new`).
     pub value: String,
@@ -84,6 +84,7 @@ pub fn diff(old: &WpcDocument, new: &WpcDocument) -> Vec<Change> {
         strings(&new.tool_scope.allowed_vaults),
     );
     items(&mut out, old, new);
+    host_rules(&mut out, old, new);
     rates(&mut out, old, new);
     approvals(&mut out, old, new);
     if old.audit_only() != new.audit_only() {
@@ -222,6 +223,39 @@ fn items(out: &mut Vec<Change>, old: &WpcDocument, new: &WpcDocument) {
                         .collect::<BTreeSet<_>>()
                 };
                 sets(out, "item", entries(a), entries(b));
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// Host rules: a host losing its rules widens to every request, one gaining rules narrows,
+/// and each method-and-pattern pair of a host that keeps rules widens when it appears and
+/// narrows when it goes (overlapping patterns are not merged: each pair is shown as written).
+fn host_rules(out: &mut Vec<Change>, old: &WpcDocument, new: &WpcDocument) {
+    let (old, new) = (&old.host_rules, &new.host_rules);
+    let hosts: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for host in hosts {
+        let every = |direction| Change {
+            direction,
+            what: "request",
+            value: format!("every request to {host}"),
+        };
+        match (old.get(host), new.get(host)) {
+            (Some(_), None) => out.push(every(Direction::Widens)),
+            (None, Some(_)) => out.push(every(Direction::Narrows)),
+            (Some(a), Some(b)) => {
+                let pairs = |rules: &[crate::contract::HostRule]| {
+                    rules
+                        .iter()
+                        .flat_map(|r| {
+                            r.methods.iter().flat_map(move |m| {
+                                r.paths.iter().map(move |p| format!("{m} {host}{p}"))
+                            })
+                        })
+                        .collect::<BTreeSet<_>>()
+                };
+                sets(out, "request", pairs(a), pairs(b));
             }
             (None, None) => {}
         }
@@ -390,6 +424,48 @@ mod tests {
             diff(&limited, &seed)
                 .iter()
                 .all(|c| c.direction == Direction::Widens)
+        );
+    }
+
+    #[test]
+    fn host_rules_widen_and_narrow_per_method_and_pattern() {
+        let seed = load("1password-readonly-agent.json");
+        let rule = |methods: &[&str], paths: &[&str]| crate::contract::HostRule {
+            methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let mut ruled = seed.clone();
+        ruled.host_rules.insert(
+            "api.1password.com".into(),
+            vec![rule(&["GET"], &["/v1/**"])],
+        );
+        let shown = |a: &WpcDocument, b: &WpcDocument| -> Vec<String> {
+            diff(a, b).iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(
+            shown(&seed, &ruled),
+            ["no longer allows request every request to api.1password.com"]
+        );
+        assert_eq!(
+            shown(&ruled, &seed),
+            ["allows request every request to api.1password.com"]
+        );
+        let mut wider = ruled.clone();
+        wider.host_rules.get_mut("api.1password.com").unwrap()[0] =
+            rule(&["GET", "POST"], &["/v1/**", "/v2/*"]);
+        assert_eq!(
+            shown(&ruled, &wider),
+            [
+                "allows request GET api.1password.com/v2/*",
+                "allows request POST api.1password.com/v1/**",
+                "allows request POST api.1password.com/v2/*",
+            ]
+        );
+        assert_eq!(diff(&wider, &ruled).len(), 3);
+        assert!(
+            diff(&wider, &ruled)
+                .iter()
+                .all(|c| c.direction == Direction::Narrows)
         );
     }
 

@@ -7,6 +7,7 @@ use crate::classify::{self, Op};
 use crate::contract::{CONTRACT_RULES, Category, Operation, WpcDocument};
 use crate::egress;
 use crate::evaluate::{self, Decision, VaultRef};
+use crate::host_rules;
 
 /// The request to explain.
 #[derive(Clone, Debug)]
@@ -122,11 +123,49 @@ fn decide(contract: &WpcDocument, question: &Question<'_>) -> Result<Explanation
         return Ok(out);
     }
     let canonical = egress::canonical_host(&host).unwrap_or_else(|_| host.clone());
-    if !question
+    let upstream = question
         .upstreams
         .iter()
-        .any(|u| egress::canonical_host(u).is_ok_and(|u| u == canonical))
-    {
+        .any(|u| egress::canonical_host(u).is_ok_and(|u| u == canonical));
+    if let Some(rules) = host_rules::rules_for(contract, &canonical) {
+        let raw_path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
+        let path = match classify::normalize_path(raw_path) {
+            Ok(path) => path,
+            Err(error) => {
+                out.rule = "ambiguous_path".into();
+                out.why.push(format!(
+                    "{error}: the proxy refuses requests it could read two ways"
+                ));
+                return Ok(out);
+            }
+        };
+        let Some(index) = host_rules::first_match(rules, question.method, &path) else {
+            out.rule = host_rules::RULE.into();
+            out.why.push(format!(
+                "{} {path} matches no host_rules rule for {canonical}: the proxy intercepts TLS \
+                 to this host and lets through only the methods and paths its rules list",
+                question.method
+            ));
+            return Ok(out);
+        };
+        let allowed = format!(
+            "{} {path} is allowed by host_rules rule {index} for {canonical}",
+            question.method
+        );
+        if !upstream {
+            out.decision = "allow";
+            out.rule = host_rules::RULE.into();
+            out.operation = "request".into();
+            out.why.push(format!(
+                "{allowed}; the proxy intercepts TLS to this host (agents must trust the proxy \
+                 CA), checks every request's method and normalised path, and forwards what it \
+                 checked over its own verified connection, with a receipt per request"
+            ));
+            return Ok(out);
+        }
+        out.why.push(allowed);
+    }
+    if !upstream {
         out.decision = "allow";
         out.rule = "network_egress".into();
         out.operation = "tunnel".into();
@@ -619,6 +658,57 @@ mod tests {
             );
             assert!(e.why[0].contains("address"), "{url}: {:?}", e.why);
         }
+    }
+
+    #[test]
+    fn host_rules_are_explained_per_method_and_path() {
+        let mut doc = Contract::from_slice(SEED).unwrap().document().clone();
+        doc.host_rules.insert(
+            "api.1password.com".into(),
+            vec![crate::contract::HostRule {
+                methods: vec!["GET".into()],
+                paths: vec!["/api/v1/**".into()],
+            }],
+        );
+        let e = ask_under(&doc, "GET", "https://API.1password.com/api//v1/./x?y=1");
+        assert_eq!(
+            (e.decision, e.rule.as_str(), e.operation.as_str()),
+            ("allow", "host_rules", "request")
+        );
+        assert!(
+            e.why[0].contains("GET /api/v1/x is allowed by host_rules rule 0"),
+            "{:?}",
+            e.why
+        );
+        assert!(e.why[0].contains("intercepts TLS"), "{:?}", e.why);
+        for (method, url) in [
+            ("POST", "https://api.1password.com/api/v1/x"),
+            ("GET", "https://api.1password.com/api/v2/x"),
+            ("GET", "https://api.1password.com/"),
+        ] {
+            let e = ask_under(&doc, method, url);
+            assert_eq!(
+                (e.decision, e.rule.as_str()),
+                ("deny", "host_rules"),
+                "{url}"
+            );
+            assert!(
+                e.why[0].contains("matches no host_rules rule"),
+                "{:?}",
+                e.why
+            );
+        }
+        let e = ask_under(&doc, "GET", "https://api.1password.com/api/v1/a%2fb");
+        assert_eq!((e.decision, e.rule.as_str()), ("deny", "ambiguous_path"));
+        // Egress is judged first: the rules only narrow a host the agent may reach.
+        let e = ask_under(&doc, "GET", "https://api.1password.com:8443/api/v1/x");
+        assert_eq!((e.decision, e.rule.as_str()), ("deny", "network_egress"));
+        // A host without rules keeps its own: Connect's operations here.
+        let e = ask_under(&doc, "GET", "https://connect.1password.com/v1/vaults");
+        assert_eq!(
+            (e.decision, e.rule.as_str()),
+            ("deny", "allowed_operations")
+        );
     }
 
     #[test]

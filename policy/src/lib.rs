@@ -40,6 +40,7 @@ pub mod egress;
 pub mod envelope;
 pub mod evaluate;
 pub mod explain;
+pub mod host_rules;
 pub mod keys;
 pub mod registry;
 pub mod registry_api;

@@ -82,6 +82,10 @@ pub struct Config {
     /// those routes are off, and approvers use `clawcontrols approve|deny`.
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
+    /// PEM certificates trusted, besides the public web roots, when the proxy itself connects
+    /// over TLS to a host it intercepts for a contract's `host_rules`. Defaults to none.
+    #[serde(default)]
+    pub egress_ca_file: Option<PathBuf>,
 }
 
 /// Where a fleet's state lives. The URL may carry a password, so `Debug` never shows it.

@@ -2,10 +2,11 @@
 //!
 //! Per connection: hyper parses strictly (bounded head size and header count, a head deadline);
 //! the first authenticated request fixes the connection's identity and every later request
-//! must present the same token. `CONNECT` to a configured upstream is answered `200`, then TLS is
-//! terminated with a leaf for that host and each inner request is served like a plain one (the
-//! inner `Host` must name the CONNECT host). `CONNECT` to another allowed host becomes an opaque
-//! tunnel to the address that was checked.
+//! must present the same token. `CONNECT` to a configured upstream, or to a host the job's
+//! contract has `host_rules` for, is answered `200`, then TLS is terminated with a leaf for that
+//! host and each inner request is served like a plain one (the inner `Host` must name the
+//! CONNECT host). `CONNECT` to another allowed host becomes an opaque tunnel to the address that
+//! was checked.
 //!
 //! Every client stream is wrapped in [`WriteDeadline`]: a write the client leaves blocked for
 //! `idle_timeout_ms` (it stopped reading) fails, which ends the connection, tunnel or
@@ -225,8 +226,16 @@ async fn connect(
                 .await;
         }
     };
-    if proxy.upstream(&target.host).is_some() {
-        if target.port != 443 {
+    if proxy.intercepts(&identity, &target.host) {
+        if proxy.upstream(&target.host).is_none() {
+            // A host with host_rules: on any port network_egress allows.
+            if let Some(refused) = proxy
+                .refuse_connect(&identity, peer, &target, started)
+                .await
+            {
+                return refused;
+            }
+        } else if target.port != 443 {
             return proxy
                 .refuse_egress(
                     &identity,

@@ -28,6 +28,7 @@ use claw_policy::contract::CONTRACT_RULES;
 use claw_policy::contract::{ApprovalRule, Category, Operation, RateLimits};
 use claw_policy::egress;
 use claw_policy::evaluate::{self, Decision, VaultRef};
+use claw_policy::host_rules;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -87,6 +88,8 @@ pub struct Proxy {
     /// The bearer token of the admin approval routes (`admin_token_file`), if they are on;
     /// replaced from the file on SIGHUP.
     admin_token: RwLock<Option<zeroize::Zeroizing<String>>>,
+    /// TLS to hosts intercepted for `host_rules` (public roots plus `egress_ca_file`).
+    direct_tls: tokio_rustls::TlsConnector,
 }
 
 /// A job seen here, by its token.
@@ -284,6 +287,8 @@ impl Proxy {
             .map(crate::admin::read_token)
             .transpose()
             .map_err(|e| e.context("admin_token_file"))?;
+        let direct_tls = upstream::direct_tls(config.egress_ca_file.as_deref())
+            .map_err(|e| e.context("egress_ca_file"))?;
         Ok(Self {
             config,
             auth,
@@ -301,6 +306,7 @@ impl Proxy {
             fleet: shared.fleet,
             served: std::sync::Mutex::default(),
             admin_token: RwLock::new(admin_token),
+            direct_tls: tokio_rustls::TlsConnector::from(direct_tls),
         })
     }
 
@@ -373,6 +379,13 @@ impl Proxy {
         self.upstreams.get(host)
     }
 
+    /// Whether CONNECT to `host` is intercepted for this job rather than tunnelled: a
+    /// configured upstream, or a host the job's contract has `host_rules` for.
+    pub fn intercepts(&self, identity: &Identity, host: &str) -> bool {
+        self.upstream(host).is_some()
+            || host_rules::rules_for(identity.contract.document(), host).is_some()
+    }
+
     /// Handles one authenticated, non-CONNECT request.
     pub async fn handle_request(
         &self,
@@ -396,14 +409,14 @@ impl Proxy {
                 )
                 .await;
         }
-        let sandbox = &identity.contract.document().sandbox;
-        let shadow = match shadowed(
+        let document = identity.contract.document();
+        let method = request.method().as_str().to_owned();
+        let mut shadow = match shadowed(
             identity,
-            egress::check_egress(sandbox, &target.host, target.port),
+            egress::check_egress(&document.sandbox, &target.host, target.port),
         ) {
             Ok(shadow) => shadow,
             Err((rule, reason)) => {
-                let method = request.method().as_str().to_owned();
                 return self
                     .deny(
                         identity,
@@ -417,13 +430,61 @@ impl Proxy {
                     .await;
             }
         };
+        let mut target = target;
+        let mut allowed_by = None;
+        if host_rules::rules_for(document, &target.host).is_some() {
+            let refused = |rule: &str, reason: String| (rule.to_owned(), reason);
+            let judged = hygiene::refuse_unsafe(request.headers())
+                .map_err(|refusal| match refusal {
+                    hygiene::Refusal::MethodOverride(_) => {
+                        refused("method_override", refusal.reason())
+                    }
+                    hygiene::Refusal::Upgrade => refused("protocol_upgrade", refusal.reason()),
+                })
+                .and_then(|()| {
+                    classify::normalize_path(&target.path)
+                        .map_err(|error| refused("ambiguous_path", error.to_string()))
+                })
+                .and_then(|path| {
+                    let decision = host_rules::check(document, &target.host, &method, &path)
+                        .expect("the host has rules");
+                    target.path = path;
+                    shadowed(identity, decision)
+                });
+            match judged {
+                // A host rule's "would deny" counts only when egress had none to record.
+                Ok(ruled) => shadow = shadow.or(ruled),
+                Err((rule, reason)) => {
+                    return self
+                        .deny(
+                            identity,
+                            peer,
+                            target.req(request.method()),
+                            Op::unknown("none", &method),
+                            &rule,
+                            &reason,
+                            started,
+                        )
+                        .await;
+                }
+            }
+            allowed_by = Some(format!(
+                "{method} {} matches host_rules for {}",
+                target.path, target.host
+            ));
+        }
         match self.upstream(&target.host) {
             Some(upstream) => {
                 self.inspect(identity, peer, target, upstream, request, shadow, started)
                     .await
             }
             None => {
-                self.forward_direct(identity, peer, target, request, shadow, started)
+                let allowed_by = match allowed_by {
+                    Some(reason) => (host_rules::RULE, reason),
+                    None => ("network_egress", "host is in network_egress".to_owned()),
+                };
+                let verdict = Verdict { shadow, allowed_by };
+                self.forward_direct(identity, peer, target, request, verdict, started)
                     .await
             }
         }
@@ -1139,17 +1200,23 @@ impl Proxy {
         serde_json::from_slice(&body.to_bytes()).ok()
     }
 
-    /// Plain HTTP to an allowed host without request rules (or, under an audit-only contract,
-    /// a host `shadow` says the contract would refuse).
+    /// A request to an allowed host that is not a configured upstream: plain HTTP, or HTTPS
+    /// inside an intercepted tunnel (a host with `host_rules`), over the proxy's own connection
+    /// to the address it judged. `verdict` says what allowed it (or, under an audit-only
+    /// contract, what would have refused it).
     async fn forward_direct(
         &self,
         identity: &Identity,
         peer: SocketAddr,
         target: Target,
         request: Request<Incoming>,
-        shadow: Option<Shadow>,
+        verdict: Verdict,
         started: Instant,
     ) -> Response<Body> {
+        let Verdict {
+            shadow,
+            allowed_by: (rule, reason),
+        } = verdict;
         let req = target.req(request.method());
         let op = Op::unknown("none", "egress");
         let addrs = match upstream::resolve_public(&target.host, target.port, &self.own).await {
@@ -1174,18 +1241,26 @@ impl Proxy {
             }
         };
         hygiene::clean_request(&mut parts.headers);
-        let origin = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
+        // What was judged is what is sent: for a host with rules, the normalised path.
+        let origin = match &target.query {
+            Some(query) => format!("{}?{query}", target.path),
+            None => target.path.clone(),
+        };
         parts.uri = match origin.parse() {
             Ok(uri) => uri,
             Err(_) => return respond::bad_request("bad path"),
         };
+        let tls = match target.scheme {
+            "https" => match rustls_pki_types::ServerName::try_from(target.host.clone()) {
+                Ok(name) => Some((&self.direct_tls, name)),
+                Err(_) => return respond::bad_request("the host is not a TLS server name"),
+            },
+            _ => None,
+        };
         let outgoing = Request::from_parts(parts, Full::new(body));
         let timeout = self.config.limits.upstream_timeout();
-        let result = tokio::time::timeout(timeout, send_direct(addrs[0], outgoing, limit)).await;
+        let result =
+            tokio::time::timeout(timeout, send_direct(addrs[0], tls, outgoing, limit)).await;
         let (status, mut headers, body) = match result {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) | Err(_) => {
@@ -1195,7 +1270,7 @@ impl Proxy {
                     &req,
                     &op,
                     true,
-                    "network_egress",
+                    rule,
                     "upstream failed",
                     None,
                     started,
@@ -1212,8 +1287,8 @@ impl Proxy {
             &req,
             &op,
             true,
-            "network_egress",
-            "host is in network_egress",
+            rule,
+            &reason,
             None,
             started,
         );
@@ -1247,17 +1322,9 @@ impl Proxy {
     ) -> Response<Body> {
         let req = target.req(request.method());
         let op = Op::unknown("none", "tunnel");
-        let sandbox = &identity.contract.document().sandbox;
-        let shadow = match shadowed(
-            &identity,
-            egress::check_egress(sandbox, &target.host, target.port),
-        ) {
+        let shadow = match self.connect_egress(&identity, peer, &target, started).await {
             Ok(shadow) => shadow,
-            Err((rule, reason)) => {
-                return self
-                    .deny(&identity, peer, req, op, &rule, &reason, started)
-                    .await;
-            }
+            Err(denied) => return denied,
         };
         let addrs = match upstream::resolve_public(&target.host, target.port, &self.own).await {
             Ok(addrs) => addrs,
@@ -1346,6 +1413,46 @@ impl Proxy {
             let _ = proxy.evidence.record(Some(&identity), draft).await;
         });
         with_receipt(Response::new(Body::default()), &open_id)
+    }
+
+    /// A CONNECT judged by `network_egress`: refused with a receipt, or allowed (under an
+    /// audit-only contract, perhaps with the "would deny" it records).
+    async fn connect_egress(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        target: &Target,
+        started: Instant,
+    ) -> Result<Option<Shadow>, Response<Body>> {
+        let sandbox = &identity.contract.document().sandbox;
+        match shadowed(
+            identity,
+            egress::check_egress(sandbox, &target.host, target.port),
+        ) {
+            Ok(shadow) => Ok(shadow),
+            Err((rule, reason)) => {
+                let req = target.req(&Method::CONNECT);
+                let op = Op::unknown("none", "tunnel");
+                Err(self
+                    .deny(identity, peer, req, op, &rule, &reason, started)
+                    .await)
+            }
+        }
+    }
+
+    /// The answer refusing a CONNECT to a host with `host_rules` that `network_egress` does not
+    /// allow, if it does not. An allowed one is intercepted, and each request inside is
+    /// judged again (and, under an audit-only contract, marked).
+    pub async fn refuse_connect(
+        &self,
+        identity: &Identity,
+        peer: SocketAddr,
+        target: &Target,
+        started: Instant,
+    ) -> Option<Response<Body>> {
+        self.connect_egress(identity, peer, target, started)
+            .await
+            .err()
     }
 
     /// Copies bytes both ways until either side closes, the tunnel idles out, the token stops
@@ -1760,6 +1867,14 @@ impl Proxy {
     }
 }
 
+/// What let a request to a host that is not a configured upstream through.
+struct Verdict {
+    /// The contract rule an audit-only contract recorded as "would deny", if any.
+    shadow: Option<Shadow>,
+    /// The allowing rule and reason for its receipt.
+    allowed_by: (&'static str, String),
+}
+
 /// A denial by one of the contract's own rules that an audit-only contract let pass: the
 /// receipts of the exchange record it as "would deny".
 #[derive(Clone, Debug)]
@@ -1900,14 +2015,37 @@ fn with_receipt(mut response: Response<Body>, id: &str) -> Response<Body> {
     response
 }
 
+/// Sends `request` to `addr` on a connection of its own, over TLS to `tls`'s server name when
+/// given (verified, HTTP/1.1), and reads the answer up to `limit` bytes.
 async fn send_direct(
     addr: SocketAddr,
+    tls: Option<(
+        &tokio_rustls::TlsConnector,
+        rustls_pki_types::ServerName<'static>,
+    )>,
     request: Request<Full<Bytes>>,
     limit: usize,
 ) -> anyhow::Result<(StatusCode, http::HeaderMap, Vec<u8>)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    stream.set_nodelay(true)?;
+    match tls {
+        None => exchange(TokioIo::new(stream), request, limit).await,
+        Some((connector, name)) => {
+            let stream = connector.connect(name, stream).await?;
+            exchange(TokioIo::new(stream), request, limit).await
+        }
+    }
+}
+
+async fn exchange<I>(
+    io: I,
+    request: Request<Full<Bytes>>,
+    limit: usize,
+) -> anyhow::Result<(StatusCode, http::HeaderMap, Vec<u8>)>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(connection);
     let response = sender.send_request(request).await?;
     let (parts, body) = response.into_parts();

@@ -126,20 +126,46 @@ fn read_token_file(path: &Path) -> anyhow::Result<String> {
     Ok(text.trim().to_owned())
 }
 
+/// A configured upstream's TLS: its `ca_file` alone when given, else the public web roots.
 fn client_tls(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("reading {}", path.display()))?
-            {
-                roots.add(cert?)?;
-            }
-        }
+        Some(path) => add_pem_roots(&mut roots, path)?,
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     // ALPN (http/1.1 only) is set by the connector builder's enable_http1.
+    verifying(roots)
+}
+
+/// The TLS of the direct leg to hosts intercepted for `host_rules`: the public web roots plus
+/// `extra` (`egress_ca_file`), HTTP/1.1 only.
+pub fn direct_tls(extra: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra {
+        add_pem_roots(&mut roots, path)?;
+    }
+    let mut config = verifying(roots)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> anyhow::Result<()> {
+    let mut added = 0;
+    for cert in CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+    {
+        roots.add(cert?)?;
+        added += 1;
+    }
+    if added == 0 {
+        bail!("{} holds no PEM certificate", path.display());
+    }
+    Ok(())
+}
+
+fn verifying(roots: rustls::RootCertStore) -> anyhow::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -279,3 +279,180 @@ async fn anomaly_signals_count_a_first_item_read_and_a_denial_burst() {
     assert_eq!(firsts[0]["receipts"], serde_json::json!([first_seq]));
     assert_eq!(of_kind("denial_burst").len(), 1, "{anomalies:#?}");
 }
+
+/// The seed contract with `host_rules` for Connect and for `api.1password.com` (both in its
+/// `network_egress`), and `extra` top-level fields.
+fn with_host_rules(extra: &str) -> String {
+    std::str::from_utf8(claw_tests::SEED).unwrap().replacen(
+        "\"sandbox\"",
+        &format!(
+            r#"{extra} "host_rules": {{
+                "connect.1password.com": [{{"methods": ["GET"], "paths": ["/v1/vaults/*/items/*"]}}],
+                "api.1password.com": [{{"methods": ["GET"], "paths": ["/api/v1/**"]}}]
+            }}, "sandbox""#
+        ),
+        1,
+    )
+}
+
+/// `curl` through the proxy as `job`, trusting the proxy CA: (status, body).
+async fn curl_via(stack: &Stack, job: &str, token: &str, args: &[&str]) -> (String, String) {
+    let proxy = format!("http://{job}:{token}@{}", stack.addr());
+    let ca = stack.ca();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--max-time", "10"])
+            .args(["--noproxy", "", "-x", &proxy])
+            .args(["--cacert", ca.to_str().unwrap()])
+            .args(&args)
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (status.to_owned(), body.to_owned())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn host_rules_judge_method_and_path_first_over_http_and_intercepted_https() {
+    let stack = Stack::start(with_host_rules("").as_bytes(), Upstream::Sim).await;
+    let token = stack.mint(POLICY, "job-1", None);
+    let rule_of = |response: &RawResponse| {
+        let id = response.header("x-clawproxy-receipt").expect("a receipt");
+        stack.receipt(id).decision.unwrap().rule
+    };
+
+    // The rule allows the item read; Connect's own rules then decide it, on the normalised path.
+    let read = connect(&stack, &token, "GET", &item_path(DEMO_DB_ITEM_ID)).await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(rule_of(&read), "allowed_operations");
+    let messy = format!("/v1//vaults/{DEMO_VAULT_ID}/./items/{DEMO_DB_ITEM_ID}/");
+    let read = connect(&stack, &token, "GET", &messy).await;
+    assert_eq!(read.status, 200, "{}", read.text());
+
+    // What no rule lists is refused by host_rules before any Connect rule is read, in
+    // Connect's error shape, and nothing reaches Connect.
+    for (method, path) in [
+        ("GET", "/v1/vaults".to_owned()),
+        ("DELETE", item_path(DEMO_DB_ITEM_ID)),
+        ("GET", format!("/v1/vaults/{DEMO_VAULT_ID}/items")),
+    ] {
+        let refused = connect(&stack, &token, method, &path).await;
+        assert_eq!(refused.status, 403, "{method} {path}: {}", refused.text());
+        assert_eq!(refused.json()["status"], 403);
+        assert!(refused.text().contains("host_rules"), "{}", refused.text());
+        assert_eq!(rule_of(&refused), "host_rules");
+    }
+
+    // A host that is not Connect: refused without a connection being made anywhere. Plain
+    // HTTP, a path that only matches once decoded two ways, and a method override.
+    let api = |method: &str, path: &str, extra: &str| {
+        let request = format!(
+            "{method} http://api.1password.com{path} HTTP/1.1\r\nHost: api.1password.com\r\nProxy-Authorization: {}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            basic("job-1", &token)
+        );
+        let addr = stack.addr();
+        async move { raw::send(addr, request.as_bytes()).await }
+    };
+    for (method, path, extra, rule) in [
+        ("POST", "/api/v1/items", "", "host_rules"),
+        ("GET", "/api/v2/items", "", "host_rules"),
+        ("GET", "/api/v1/..%2fv2", "", "ambiguous_path"),
+        (
+            "GET",
+            "/api/v1/items",
+            "X-HTTP-Method-Override: DELETE\r\n",
+            "method_override",
+        ),
+    ] {
+        let refused = api(method, path, extra).await;
+        assert_eq!(refused.status, 403, "{method} {path}: {}", refused.text());
+        assert_eq!(rule_of(&refused), rule, "{method} {path}");
+        let receipt = stack.receipt(refused.header("x-clawproxy-receipt").unwrap());
+        assert!(receipt.resp.is_none(), "{method} {path} was forwarded");
+    }
+
+    // Over HTTPS the host is intercepted, not tunnelled: curl, trusting the proxy CA, gets the
+    // refusal from inside TLS; Connect's item still reads through its own interception.
+    let (status, body) = curl_via(
+        &stack,
+        "job-1",
+        &token,
+        &["-X", "POST", "https://api.1password.com/api/v1/items"],
+    )
+    .await;
+    assert_eq!(status, "403", "{body}");
+    assert!(body.contains("host_rules"), "{body}");
+    let url = format!(
+        "https://connect.1password.com{}",
+        item_path(DEMO_DB_ITEM_ID)
+    );
+    let (status, body) = curl_via(&stack, "job-1", &token, &[&url]).await;
+    assert_eq!(status, "200", "{body}");
+    // A port network_egress does not allow is refused at CONNECT, interception or not.
+    let (status, _) = curl_via(
+        &stack,
+        "job-1",
+        &token,
+        &["https://api.1password.com:8443/api/v1/items"],
+    )
+    .await;
+    assert_eq!(status, "000", "curl got past a refused CONNECT");
+    let receipts = stack.receipts();
+    let refused = receipts
+        .iter()
+        .find(|r| r.req.as_ref().is_some_and(|q| q.port == 8443))
+        .expect("the refused CONNECT's receipt");
+    let decision = refused.decision.as_ref().unwrap();
+    assert_eq!(
+        (decision.allow, decision.rule.as_str()),
+        (false, "network_egress")
+    );
+    let tunnels = receipts
+        .iter()
+        .filter(|r| r.kind == claw_verifier::receipt::Kind::TunnelOpen)
+        .count();
+    assert_eq!(tunnels, 0, "a host with rules was tunnelled blind");
+
+    // Offline, the verifier applies the same rules to every receipt.
+    let bundle = close_and_bundle(&stack, "job-1").await;
+    let v = verified_complete(&stack, &bundle);
+    let reevaluated = v.check("semantics.reevaluate").unwrap();
+    assert_eq!(
+        reevaluated.status,
+        claw_verifier::verify::Status::Pass,
+        "{}",
+        reevaluated.reason
+    );
+}
+
+#[tokio::test]
+async fn under_audit_only_a_host_rule_denial_passes_marked() {
+    let contract = with_host_rules(r#""enforcement": "audit","#);
+    let stack = Stack::start(contract.as_bytes(), Upstream::Sim).await;
+    let token = stack.mint(POLICY, "job-1", None);
+    let list = connect(&stack, &token, "GET", "/v1/vaults").await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let decision = stack
+        .receipt(list.header("x-clawproxy-receipt").unwrap())
+        .decision
+        .unwrap();
+    // The first rule that would refuse is the one recorded: host_rules, before Connect's.
+    assert_eq!(
+        (decision.allow, decision.would_deny, decision.rule.as_str()),
+        (true, true, "host_rules")
+    );
+    let bundle = close_and_bundle(&stack, "job-1").await;
+    let v = verified_complete(&stack, &bundle);
+    let reevaluated = v.check("semantics.reevaluate").unwrap();
+    assert!(
+        reevaluated
+            .reason
+            .contains("1 calls the contract would deny"),
+        "{}",
+        reevaluated.reason
+    );
+}

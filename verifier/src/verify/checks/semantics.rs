@@ -6,6 +6,7 @@ use std::str::FromStr;
 use claw_policy::contract::{CONTRACT_RULES, Category, Operation, ToolScope, WpcDocument};
 use claw_policy::egress::check_egress;
 use claw_policy::evaluate::{self, Decision, VaultRef};
+use claw_policy::host_rules;
 
 use super::{Outcome, Problems, skip};
 use crate::receipt::{ApprovalOutcome, Kind, Receipt};
@@ -60,7 +61,8 @@ fn decided<'a>(ctx: &'a Ctx<'_>) -> impl Iterator<Item = (usize, &'a Receipt)> {
     })
 }
 
-/// `semantics.reevaluate`: the contract, applied here to each receipt's host, operation,
+/// `semantics.reevaluate`: the contract, applied here to each receipt's host (and, under
+/// `host_rules`, its method and normalised path), operation,
 /// vault, item and category, gives the recorded decision and rule; a request an `approvals`
 /// rule holds passes only with an approval by one of its approvers. Under an audit-only contract
 /// every decision is marked so, and a contract rule's denial may be recorded as a pass that
@@ -111,8 +113,13 @@ pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
             }
             continue;
         }
+        let ruled = host_rule(document, r.kind, req);
         let expected = match check_egress(&document.sandbox, &req.host, req.port) {
             deny @ Decision::Deny { .. } => deny,
+            // A host's rules are judged before anything else about the request.
+            Decision::Allow { .. } if ruled.as_ref().is_some_and(|d| !d.is_allow()) => {
+                ruled.expect("a denial")
+            }
             Decision::Allow { .. } if op.integration == CONNECT => match connect_request(op) {
                 Ok(request) => {
                     let decision = evaluate::evaluate(document, scope, &request);
@@ -129,7 +136,7 @@ pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
                     continue;
                 }
             },
-            allow => allow,
+            allow => ruled.unwrap_or(allow),
         };
         if recorded.approval.is_some() && op.integration != CONNECT {
             bad("an approval is recorded, yet no approvals rule holds this request".into());
@@ -155,6 +162,19 @@ pub(crate) fn reevaluate(ctx: &Ctx<'_>) -> Outcome {
     } else {
         format!("{judged} decisions re-evaluated against the contract; each matches its receipt")
     })
+}
+
+/// The decision `host_rules` gives a receipt's request, if its host has rules: the method and
+/// recorded (normalised) path judged; a tunnel to such a host should never have been opened.
+fn host_rule(document: &WpcDocument, kind: Kind, req: &crate::receipt::Req) -> Option<Decision> {
+    host_rules::rules_for(document, &req.host)?;
+    if matches!(kind, Kind::TunnelOpen | Kind::TunnelClose) {
+        return Some(Decision::Deny {
+            rule: host_rules::RULE.into(),
+            reason: "a host with host_rules is intercepted, never tunnelled blind".into(),
+        });
+    }
+    host_rules::check(document, &req.host, &req.method, &req.path)
 }
 
 /// The decision a Connect request should have got once the contract's `approvals` rules are
