@@ -7,7 +7,8 @@
 // for a passing bundle, choosing an operation in #f-op narrows #calls to exactly the calls of
 // that operation; for a failing bundle, every failing check is named above the checks table
 // and every call with failed_checks is marked; for an audit-only contract, the red banner shows
-// and exactly the "would deny" calls are marked (and filterable). Saves a full-page screenshot. Exits non-zero with
+// and exactly the "would deny" calls are marked (and filterable); a contract's host_rules are
+// listed per host. Saves a full-page screenshot. Exits non-zero with
 // a message on the first failure.
 import { chromium } from "playwright-core";
 import { existsSync } from "node:fs";
@@ -66,6 +67,14 @@ try {
     const row = await page.locator(`#calls tbody tr[data-seq="${c.seq}"]`).innerText();
     const who = c.approval.outcome === "timeout" ? "approval timed out" : `${c.approval.outcome} by ${c.approval.by}`;
     check(row.includes(who), `call #${c.seq} does not say "${who}": ${row}`);
+  }
+
+  // A contract's host rules are listed, one line per host, every method and pattern shown.
+  for (const [host, rules] of Object.entries(((report.contract || {}).document || {}).host_rules || {})) {
+    const line = await page.locator(`#host-rules dd[data-host="${host}"]`).innerText();
+    for (const r of rules) {
+      for (const part of [...r.methods, ...r.paths]) check(line.includes(part), `#host-rules for ${host} does not show ${part}: ${line}`);
+    }
   }
 
   // An audit-only contract is announced in red above everything, and its passes are marked.

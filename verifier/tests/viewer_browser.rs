@@ -84,6 +84,21 @@ fn with_approvals(report: &serde_json::Value) -> serde_json::Value {
     report
 }
 
+/// `report` as if its contract had `host_rules` for two hosts and its first denial had been
+/// refused by them.
+fn with_host_rules(report: &serde_json::Value) -> serde_json::Value {
+    let mut report = report.clone();
+    report["contract"]["document"]["host_rules"] = serde_json::json!({
+        "api.github.com": [{"methods": ["GET", "HEAD"], "paths": ["/repos/acme/**"]},
+                           {"methods": ["POST"], "paths": ["/repos/acme/*/issues"]}],
+        "connect.1password.com": [{"methods": ["GET"], "paths": ["/v1/vaults/*/items/*"]}]
+    });
+    let calls = report["calls"].as_array_mut().unwrap();
+    let denied = calls.iter_mut().find(|c| c["decision"] == "deny").unwrap();
+    denied["rule"] = "host_rules".into();
+    report
+}
+
 const FIXTURES: [(&str, &str); 2] = [("pass", "report-pass.json"), ("fail", "report-fail.json")];
 
 #[test]
@@ -151,6 +166,7 @@ fn the_page_works_in_headless_chromium() {
     let (golden, broken) = golden_reports();
     pages.push(("pass", "audit-only".into(), audit_only(&golden)));
     pages.push(("pass", "approvals".into(), with_approvals(&golden)));
+    pages.push(("pass", "host-rules".into(), with_host_rules(&golden)));
     pages.push(("pass", "golden-pass".into(), golden));
     pages.push(("fail", "golden-fail".into(), broken));
     for (expect, name, report) in pages {

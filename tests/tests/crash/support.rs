@@ -150,13 +150,25 @@ impl Proc {
         stderr: &Path,
         ready: &str,
     ) -> (Self, String) {
+        let mut command = Command::new(bins().join(program));
+        command.args(args);
+        Self::spawn(program, command, envs, stderr, ready)
+    }
+
+    /// [`Proc::start`] for any command (e.g. one of ours under `ip netns exec`), named `program`.
+    pub(crate) fn spawn(
+        program: &str,
+        mut command: Command,
+        envs: &[(&str, &str)],
+        stderr: &Path,
+        ready: &str,
+    ) -> (Self, String) {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(stderr)
             .expect("a stderr file");
-        let mut child = Command::new(bins().join(program))
-            .args(args)
+        let mut child = command
             .envs(envs.iter().copied())
             .env_remove("CLAW_HOME")
             .stdin(Stdio::null())
@@ -303,14 +315,30 @@ pub(crate) fn start_proxy_env(
     more: &[&str],
     env: &[(&str, &str)],
 ) -> Proxy {
-    let data = data.to_str().expect("a UTF-8 path");
-    let args: Vec<&str> = ["run", "--data-dir", data]
-        .into_iter()
-        .chain(more.iter().copied())
-        .collect();
-    let (proc, rest) = Proc::start(
+    start_proxy_in(&[], data, stderr, more, env)
+}
+
+/// [`start_proxy_env`] under a command `prefix` (e.g. `ip netns exec <ns>`).
+pub(crate) fn start_proxy_in(
+    prefix: &[&str],
+    data: &Path,
+    stderr: &Path,
+    more: &[&str],
+    env: &[(&str, &str)],
+) -> Proxy {
+    let binary = bins().join("clawproxy");
+    let mut command = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(&binary);
+            command
+        }
+        None => Command::new(&binary),
+    };
+    command.args(["run", "--data-dir"]).arg(data).args(more);
+    let (proc, rest) = Proc::spawn(
         "clawproxy",
-        &args,
+        command,
         &[
             &[("OP_CONNECT_TOKEN", SIM_TOKEN), ("CLAW_LOG", "warn")],
             env,

@@ -6,6 +6,8 @@
 //!   non-root images; the init script, proxy command and HEALTHCHECK run here as written;
 //! - `systemd`: `deploy/clawproxy.service`'s hardening, its commands run without systemd
 //!   (reload included), and `systemd-analyze verify` where it is installed;
+//! - `host_rules`: a contract's host rules against a real HTTPS server at a public address,
+//!   all in a network namespace of its own (root only, like `sandbox`);
 //! - `sandbox`: the example agent in a network namespace whose only way out is the proxy
 //!   (root only; skipped loudly elsewhere, and never skipped as root in CI).
 //!
@@ -14,6 +16,7 @@
 
 mod compose;
 mod files;
+mod host_rules;
 mod sandbox;
 #[allow(dead_code)] // the crash suite's helpers; this suite uses a few of them
 #[path = "../crash/support.rs"]

@@ -61,7 +61,7 @@ impl Drop for Netns {
     }
 }
 
-fn ip(args: &[&str]) -> Result<String, String> {
+pub(super) fn ip(args: &[&str]) -> Result<String, String> {
     match Command::new("ip").args(args).output() {
         Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
         Ok(out) => Err(format!(
@@ -73,7 +73,7 @@ fn ip(args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn must(args: &[&str]) -> String {
+pub(super) fn must(args: &[&str]) -> String {
     ip(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
