@@ -254,6 +254,60 @@ mod tests {
         }
     }
 
+    /// The definition, written the slow and obvious way: recursion over segments and bytes.
+    fn naive(pattern: &[&str], path: &[&str]) -> bool {
+        fn segment(p: &[u8], t: &[u8]) -> bool {
+            match p.split_first() {
+                None => t.is_empty(),
+                Some((b'*', rest)) => (0..=t.len()).any(|i| segment(rest, &t[i..])),
+                Some((c, rest)) => t.first() == Some(c) && segment(rest, &t[1..]),
+            }
+        }
+        match pattern.split_first() {
+            None => path.is_empty(),
+            Some((&"**", rest)) => (0..=path.len()).any(|i| naive(rest, &path[i..])),
+            Some((first, rest)) => path.split_first().is_some_and(|(p, more)| {
+                segment(first.as_bytes(), p.as_bytes()) && naive(rest, more)
+            }),
+        }
+    }
+
+    #[test]
+    fn the_fast_matcher_agrees_with_the_definition_on_every_small_case() {
+        fn all<'a>(alphabet: &[&'a str], max: usize) -> Vec<Vec<&'a str>> {
+            let mut out = vec![Vec::new()];
+            let mut last = vec![Vec::new()];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|prefix: &Vec<&str>| {
+                        alphabet
+                            .iter()
+                            .map(move |s| [prefix.clone(), vec![*s]].concat())
+                    })
+                    .collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        let patterns = all(&["a", "b", "*", "**", "a*", "*b", "a*b"], 3);
+        let paths = all(&["a", "b", "ab", "ba", "aab"], 4);
+        let mut checked = 0;
+        for pattern in &patterns {
+            let text = format!("/{}", pattern.join("/"));
+            for path in &paths {
+                let path_text = format!("/{}", path.join("/"));
+                assert_eq!(
+                    matches(&text, &path_text),
+                    naive(pattern, path),
+                    "{text} ~ {path_text}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 300_000, "{checked}");
+    }
+
     #[test]
     fn many_double_stars_stay_cheap() {
         // Backtracking would take exponential time here; the table takes pattern × path steps.
