@@ -1,5 +1,6 @@
 //! The per-request policy work on the proxy's hot path: classifying a Connect request target
-//! and evaluating the classified request against the seed contract.
+//! and evaluating the classified request against the seed contract, and judging a request to a
+//! host with `host_rules`.
 
 use std::hint::black_box;
 
@@ -7,6 +8,7 @@ use claw_policy::classify::{self, Op};
 use claw_policy::contract::{Category, Contract};
 use claw_policy::egress;
 use claw_policy::evaluate::{self, Request, VaultRef};
+use claw_policy::host_rules;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const READ_ITEM: &str = "/v1/vaults/ytrfte14kw1uex5txaore1emkz/items/x4tpzrqojj2ahmv3w7nb6vu2pe";
@@ -67,6 +69,41 @@ fn bench(c: &mut Criterion) {
                 black_box(&document.sandbox),
                 black_box("Connect.1Password.com."),
                 443,
+            )
+        })
+    });
+
+    // A contract with host rules: the normalised path of a GitHub-style request matched against
+    // a host's rules (the proxy does both for every request to a ruled host).
+    let mut ruled = document.clone();
+    ruled.sandbox.network_egress.push("api.github.com".into());
+    ruled.host_rules.insert(
+        "api.github.com".into(),
+        vec![
+            claw_policy::contract::HostRule {
+                methods: vec!["GET".into(), "HEAD".into()],
+                paths: vec!["/repos/acme/**".into(), "/orgs/acme/*".into()],
+            },
+            claw_policy::contract::HostRule {
+                methods: vec!["POST".into()],
+                paths: vec!["/repos/acme/*/issues".into()],
+            },
+        ],
+    );
+    const ISSUES: &str = "/repos/acme/widgets/issues";
+    c.bench_function("host_rules: normalise + check (POST, second rule)", |b| {
+        b.iter(|| {
+            let path = classify::normalize_path(black_box(ISSUES)).expect("unambiguous");
+            host_rules::check(&ruled, black_box("api.github.com"), "POST", &path)
+        })
+    });
+    c.bench_function("host_rules: check, no rule matches", |b| {
+        b.iter(|| {
+            host_rules::check(
+                &ruled,
+                black_box("api.github.com"),
+                "DELETE",
+                black_box("/repos/acme/widgets/issues/7/comments"),
             )
         })
     });
