@@ -41,6 +41,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The rule its receipt names.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Refusal::MethodOverride(_) => "method_override",
+            Refusal::Upgrade => "protocol_upgrade",
+        }
+    }
+
     /// A plain sentence for the agent.
     pub fn reason(&self) -> String {
         match self {

@@ -391,7 +391,7 @@ impl Proxy {
         &self,
         identity: &Identity,
         peer: SocketAddr,
-        target: Target,
+        mut target: Target,
         request: Request<Incoming>,
         started: Instant,
     ) -> Response<Body> {
@@ -409,51 +409,10 @@ impl Proxy {
                 )
                 .await;
         }
-        let document = identity.contract.document();
         let method = request.method().as_str().to_owned();
-        let mut shadow = match shadowed(
-            identity,
-            egress::check_egress(&document.sandbox, &target.host, target.port),
-        ) {
-            Ok(shadow) => shadow,
-            Err((rule, reason)) => {
-                return self
-                    .deny(
-                        identity,
-                        peer,
-                        target.req(request.method()),
-                        Op::unknown("none", &method),
-                        &rule,
-                        &reason,
-                        started,
-                    )
-                    .await;
-            }
-        };
-        let mut target = target;
-        let mut allowed_by = None;
-        if host_rules::rules_for(document, &target.host).is_some() {
-            let refused = |rule: &str, reason: String| (rule.to_owned(), reason);
-            let judged = hygiene::refuse_unsafe(request.headers())
-                .map_err(|refusal| match refusal {
-                    hygiene::Refusal::MethodOverride(_) => {
-                        refused("method_override", refusal.reason())
-                    }
-                    hygiene::Refusal::Upgrade => refused("protocol_upgrade", refusal.reason()),
-                })
-                .and_then(|()| {
-                    classify::normalize_path(&target.path)
-                        .map_err(|error| refused("ambiguous_path", error.to_string()))
-                })
-                .and_then(|path| {
-                    let decision = host_rules::check(document, &target.host, &method, &path)
-                        .expect("the host has rules");
-                    target.path = path;
-                    shadowed(identity, decision)
-                });
-            match judged {
-                // A host rule's "would deny" counts only when egress had none to record.
-                Ok(ruled) => shadow = shadow.or(ruled),
+        let (shadow, allowed_by) =
+            match judge_host(identity, &mut target, request.headers(), &method) {
+                Ok(judged) => judged,
                 Err((rule, reason)) => {
                     return self
                         .deny(
@@ -467,12 +426,7 @@ impl Proxy {
                         )
                         .await;
                 }
-            }
-            allowed_by = Some(format!(
-                "{method} {} matches host_rules for {}",
-                target.path, target.host
-            ));
-        }
+            };
         match self.upstream(&target.host) {
             Some(upstream) => {
                 self.inspect(identity, peer, target, upstream, request, shadow, started)
@@ -506,10 +460,7 @@ impl Proxy {
         let mut req = target.req(request.method());
         let unknown = Op::unknown("onepassword", "unknown");
         if let Err(refusal) = hygiene::refuse_unsafe(request.headers()) {
-            let rule = match refusal {
-                hygiene::Refusal::MethodOverride(_) => "method_override",
-                hygiene::Refusal::Upgrade => "protocol_upgrade",
-            };
+            let rule = refusal.rule();
             return self
                 .deny(
                     identity,
@@ -1912,6 +1863,37 @@ impl Shadow {
 
 /// `Ok(None)` for an allow; `Ok(Some(_))` for a denial by a contract rule that an audit-only
 /// contract lets pass; `Err((rule, reason))` for a denial that stands.
+/// What the contract says of a request's host and, under the host's `host_rules`, of its
+/// method and path (which it normalises in `target`, so what was judged is what is sent): the
+/// "would deny" an audit-only contract records, if any, and why a ruled host let it through;
+/// or the refusing rule and reason.
+fn judge_host(
+    identity: &Identity,
+    target: &mut Target,
+    headers: &http::HeaderMap,
+    method: &str,
+) -> Result<(Option<Shadow>, Option<String>), (String, String)> {
+    let document = identity.contract.document();
+    let egress = egress::check_egress(&document.sandbox, &target.host, target.port);
+    let shadow = shadowed(identity, egress)?;
+    if host_rules::rules_for(document, &target.host).is_none() {
+        return Ok((shadow, None));
+    }
+    hygiene::refuse_unsafe(headers)
+        .map_err(|refusal| (refusal.rule().to_owned(), refusal.reason()))?;
+    target.path = classify::normalize_path(&target.path)
+        .map_err(|error| ("ambiguous_path".to_owned(), error.to_string()))?;
+    let decision = host_rules::check(document, &target.host, method, &target.path)
+        .expect("the host has rules");
+    // A host rule's "would deny" counts only when egress had none to record.
+    let shadow = shadow.or(shadowed(identity, decision)?);
+    let reason = format!(
+        "{method} {} matches host_rules for {}",
+        target.path, target.host
+    );
+    Ok((shadow, Some(reason)))
+}
+
 fn shadowed(identity: &Identity, decision: Decision) -> Result<Option<Shadow>, (String, String)> {
     match decision {
         Decision::Allow { .. } => Ok(None),

@@ -161,42 +161,27 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A test CA and a server certificate for api.example.com and tunnel.example.com (not
 /// badcert.example.com), in `dir`: ca.pem, server.pem, server.key.
 fn certificates(dir: &Path) {
-    let key = "ec_paramgen_curve:P-256";
-    let ca = [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        key,
-        "-nodes",
-        "-subj",
-        "/CN=test CA",
-    ];
-    openssl(
-        dir,
-        &[
-            &ca[..],
-            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
-        ]
-        .concat(),
-    );
+    // A fresh P-256 key, unencrypted, with the request's subject.
+    let new_key = |subject| {
+        let args = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        [&args[..], &["-subj", subject]].concat()
+    };
+    let ca = [&["req", "-x509"][..], &new_key("/CN=test CA")].concat();
+    let ca_files = ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"];
+    openssl(dir, &[&ca[..], &ca_files].concat());
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=DNS:api.example.com,DNS:tunnel.example.com\n\
          basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    let csr = [
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        key,
-        "-nodes",
-        "-subj",
-        "/CN=server",
-    ];
+    let csr = [&["req"][..], &new_key("/CN=server")].concat();
     openssl(
         dir,
         &[&csr[..], &["-keyout", "server.key", "-out", "server.csr"]].concat(),
@@ -300,15 +285,14 @@ fn a_ruled_host_gets_only_its_rules_over_verified_tls_and_others_stay_tunnels() 
         support::start_proxy_in(&netns.prefix(), &data, &work.join("proxy.err"), &[], &[]);
     let via = format!("http://{job}:{token}@{}", proxy.listen);
     let proxy_ca = data.join("keys/ca.pem");
+    let through = |ca: &Path, args: &[&str]| curl(&netns, &via, ca, args);
     let echo = |body: &str| -> serde_json::Value {
         serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
     };
 
     // Allowed by a rule: through interception and the proxy's own verified TLS, on the
     // normalised path, the query kept, and no proxy credential passed on.
-    let (status, body) = curl(
-        &netns,
-        &via,
+    let (status, body) = through(
         &proxy_ca,
         &[
             "--path-as-is",
@@ -324,9 +308,7 @@ fn a_ruled_host_gets_only_its_rules_over_verified_tls_and_others_stay_tunnels() 
         got["headers"].get("proxy-authorization").is_none(),
         "{body}"
     );
-    let (status, body) = curl(
-        &netns,
-        &via,
+    let (status, body) = through(
         &proxy_ca,
         &[
             "-X",
@@ -342,12 +324,7 @@ fn a_ruled_host_gets_only_its_rules_over_verified_tls_and_others_stay_tunnels() 
         (Some("POST"), Some("{\"title\":\"t\"}"))
     );
     // Plain HTTP is judged the same way.
-    let (status, body) = curl(
-        &netns,
-        &via,
-        &proxy_ca,
-        &["http://api.example.com/repos/acme/widgets"],
-    );
+    let (status, body) = through(&proxy_ca, &["http://api.example.com/repos/acme/widgets"]);
     assert_eq!(status, "200", "{body}");
     assert_eq!(echo(&body)["tls"], false);
 
@@ -362,22 +339,17 @@ fn a_ruled_host_gets_only_its_rules_over_verified_tls_and_others_stay_tunnels() 
         ],
         &["http://api.example.com/user"],
     ] {
-        let (status, body) = curl(&netns, &via, &proxy_ca, args);
+        let (status, body) = through(&proxy_ca, args);
         assert_eq!(status, "403", "{args:?}: {body}");
         assert!(body.contains("host_rules"), "{args:?}: {body}");
     }
     // A server whose certificate does not name the host is not spoken to.
-    let (status, body) = curl(&netns, &via, &proxy_ca, &["https://badcert.example.com/"]);
+    let (status, body) = through(&proxy_ca, &["https://badcert.example.com/"]);
     assert_eq!(status, "502", "{body}");
 
     // A host without rules is a blind tunnel: curl checks the server's own certificate.
     let test_ca = work.join("ca.pem");
-    let (status, body) = curl(
-        &netns,
-        &via,
-        &test_ca,
-        &["https://tunnel.example.com/anything"],
-    );
+    let (status, body) = through(&test_ca, &["https://tunnel.example.com/anything"]);
     assert_eq!(status, "200", "{body}");
     assert_eq!(echo(&body)["path"], "/anything");
 
