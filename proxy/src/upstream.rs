@@ -299,6 +299,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn egress_ca_file_must_hold_a_certificate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = claw_policy::datadir::DataDir::new(tmp.path().join("claw"));
+        crate::init::init(&dir, false).unwrap();
+        let config = direct_tls(Some(&dir.ca_cert())).unwrap();
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert!(direct_tls(None).is_ok());
+        let empty = tmp.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let error = direct_tls(Some(&empty)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("holds no PEM certificate"),
+            "{error:#}"
+        );
+        let missing = direct_tls(Some(&tmp.path().join("missing.pem"))).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("missing.pem"),
+            "{missing:#}"
+        );
+    }
+
     #[tokio::test]
     async fn literals_are_judged_without_a_lookup() {
         let own = addrs(OWN);
