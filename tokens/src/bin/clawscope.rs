@@ -97,11 +97,16 @@ enum Command {
     ///
     /// Example: clawscope revoke --job job-42 --reason "job finished"
     Revoke {
-        /// Token id (the jti claim).
-        #[arg(long, conflicts_with = "job", required_unless_present = "job")]
+        /// Token id (the jti claim). Base64url, so it may start with `-`: taken as the value.
+        #[arg(
+            long,
+            conflicts_with = "job",
+            required_unless_present = "job",
+            allow_hyphen_values = true
+        )]
         jti: Option<String>,
-        /// Job id.
-        #[arg(long)]
+        /// Job id (may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         job: Option<String>,
         /// Why, for the record.
         #[arg(long, default_value = "revoked by operator")]

@@ -186,6 +186,14 @@ fn inspect_from_stdin_revoke_by_jti_and_without_a_data_dir() {
 
     let (code, _, err) = clawscope(&root, &["revoke", "--jti", "nope"]);
     assert_eq!(code, 2, "{err}");
+    // A jti is base64url and may start with '-': it is the value, not an unknown flag.
+    let (code, _, hyphen) = clawscope(&root, &["revoke", "--jti", "-nope"]);
+    assert_eq!(code, 2, "{hyphen}");
+    assert_eq!(
+        hyphen.replace("-nope", "nope"),
+        err,
+        "a leading '-' changed how the jti was read"
+    );
     let (code, _, err) = clawscope(&root, &["revoke"]);
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = clawscope(&root, &["revoke", "--jti", &jti, "--reason", "leaked"]);
