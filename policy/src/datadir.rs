@@ -51,6 +51,12 @@ impl DataDir {
         self.keys().join("audit.key")
     }
 
+    /// `keys/audit-<kid>.key`, an audit key retired by `clawproxy rotate audit`: kept so the
+    /// body hashes of receipts made before the rotation can still be tested.
+    pub fn retired_audit_key(&self, kid: &str) -> PathBuf {
+        self.keys().join(format!("audit-{kid}.key"))
+    }
+
     /// `keys/ca.pem`, the interception CA certificate (public; agents trust it).
     pub fn ca_cert(&self) -> PathBuf {
         self.keys().join("ca.pem")

@@ -216,6 +216,18 @@ impl TrustStore {
         self.keys.iter().filter(move |k| k.purpose == purpose)
     }
 
+    /// The proxy ids: the distinct names of the proxy keys, sorted. A proxy whose key was
+    /// rotated has several keys under one name.
+    pub fn proxy_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .by_purpose(Purpose::Proxy)
+            .map(|k| k.name.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Every trusted key.
     pub fn keys(&self) -> &[TrustedKey] {
         &self.keys
@@ -275,6 +287,16 @@ mod tests {
         assert!(again.key(&kid, Purpose::Issuer).is_some());
         assert!(again.key(&kid, Purpose::Proxy).is_none());
         assert!(again.key("other", Purpose::Issuer).is_none());
+    }
+
+    #[test]
+    fn proxy_ids_name_each_proxy_once_however_many_keys_it_had() {
+        let (mut store, _) = store();
+        assert!(store.proxy_ids().is_empty());
+        for name in ["p2", "p1", "p2"] {
+            store.add(Purpose::Proxy, name, keys::generate().verifying_key());
+        }
+        assert_eq!(store.proxy_ids(), ["p1", "p2"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! expiry and revocation are checked again on every request, tunnels included. The Basic user
 //! must be the token's job.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -148,7 +148,10 @@ impl claw_tokens::token::Revocations for FleetRevocations {
 
 /// Verifies tokens against the data dir's trust store, registry and revocations.
 pub struct Auth {
-    verifier: claw_tokens::Verifier,
+    dir: DataDir,
+    audience: String,
+    /// Replaced whole by [`Auth::reload`] (a key rotation changes trust.json).
+    verifier: RwLock<Arc<claw_tokens::Verifier>>,
     scopes: ScopeStore,
     fleet: Option<Arc<RevocationFeed>>,
 }
@@ -156,8 +159,11 @@ pub struct Auth {
 impl Auth {
     /// Loads everything verification needs from the data dir.
     pub fn new(dir: &DataDir) -> anyhow::Result<Self> {
+        let verifier = claw_tokens::Verifier::from_data_dir(dir)?;
         Ok(Self {
-            verifier: claw_tokens::Verifier::from_data_dir(dir)?,
+            dir: dir.clone(),
+            audience: verifier.audience().to_owned(),
+            verifier: RwLock::new(Arc::new(verifier)),
             scopes: ScopeStore::new(dir.state()),
             fleet: None,
         })
@@ -165,12 +171,50 @@ impl Auth {
 
     /// Also refuses what the fleet's revocation list names, and every token while that list
     /// cannot be confirmed.
-    pub fn with_fleet(mut self, feed: Arc<RevocationFeed>) -> Self {
-        self.verifier = self
-            .verifier
-            .with_shared_revocations(Arc::new(FleetRevocations(feed.clone())));
+    pub fn with_fleet(mut self, feed: Arc<RevocationFeed>) -> anyhow::Result<Self> {
         self.fleet = Some(feed);
-        self
+        let verifier = self.build()?;
+        self.verifier = RwLock::new(Arc::new(verifier));
+        Ok(self)
+    }
+
+    /// Re-reads trust.json and the registry's trust (after a key rotation): tokens and
+    /// contracts signed by the new keys pass from now on, and those signed by the old keys
+    /// still do as long as trust.json keeps them. On error the current state stays.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let verifier = self.build()?;
+        if verifier.audience() != self.audience {
+            anyhow::bail!(
+                "trust.json now names proxy {:?}, not {:?}; restart the proxy to change its id",
+                verifier.audience(),
+                self.audience
+            );
+        }
+        *self.verifier.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(verifier);
+        Ok(())
+    }
+
+    /// A verifier of the data dir as it is now, with the fleet's revocations if any.
+    fn build(&self) -> anyhow::Result<claw_tokens::Verifier> {
+        let verifier = claw_tokens::Verifier::from_data_dir(&self.dir)?;
+        Ok(match &self.fleet {
+            Some(feed) => {
+                verifier.with_shared_revocations(Arc::new(FleetRevocations(feed.clone())))
+            }
+            None => verifier,
+        })
+    }
+
+    fn verifier(&self) -> Arc<claw_tokens::Verifier> {
+        self.verifier
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The data dir verification reads.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
     }
 
     /// Why no token can pass now, if the fleet's revocation list is not confirmed lately.
@@ -178,27 +222,24 @@ impl Auth {
         self.fleet.as_ref().and_then(|feed| feed.current().err())
     }
 
-    /// The proxy id tokens must name as their audience.
+    /// The proxy id tokens must name as their audience (fixed for the proxy's life).
     pub fn audience(&self) -> &str {
-        self.verifier.audience()
+        &self.audience
     }
 
     /// Verifies presented credentials into an identity, or says why not. The bool says
     /// whether the signature check came from the cache.
     pub fn authenticate(&self, presented: &Presented) -> Result<(Arc<Identity>, bool), Refused> {
-        let (claims, cached) = self.verifier.verify(&presented.token, claw_tokens::now())?;
+        let verifier = self.verifier();
+        let (claims, cached) = verifier.verify(&presented.token, claw_tokens::now())?;
         if let Some(user) = &presented.user
             && *user != claims.job
         {
             return Err(claw_tokens::TokenError::JobMismatch { user: user.clone() }.into());
         }
-        let contract = self
-            .verifier
-            .contracts
-            .contract(&claims.wpc)
-            .ok_or_else(|| {
-                Refused::credentials(format!("pinned contract {} is unknown here", claims.wpc))
-            })?;
+        let contract = verifier.contracts.contract(&claims.wpc).ok_or_else(|| {
+            Refused::credentials(format!("pinned contract {} is unknown here", claims.wpc))
+        })?;
         let scope = self
             .scopes
             .get(&claims.scope)
@@ -221,7 +262,7 @@ impl Auth {
 
     /// Checks claims are still good (not expired, not revoked).
     pub fn recheck_claims(&self, claims: &claw_tokens::Claims) -> Result<(), Refused> {
-        Ok(self.verifier.recheck(claims, claw_tokens::now())?)
+        Ok(self.verifier().recheck(claims, claw_tokens::now())?)
     }
 }
 
@@ -233,6 +274,23 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(PROXY_AUTHORIZATION, value.parse().unwrap());
         h
+    }
+
+    #[test]
+    fn reload_reads_trust_anew_but_keeps_the_proxy_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("claw"));
+        crate::init::init(&dir, false).unwrap();
+        let auth = Auth::new(&dir).unwrap();
+        let id = auth.audience().to_owned();
+        auth.reload().unwrap();
+        let text = std::fs::read_to_string(dir.trust()).unwrap();
+        std::fs::write(dir.trust(), text.replace(&id, "p00000000")).unwrap();
+        let err = auth.reload().unwrap_err();
+        assert!(err.to_string().contains("restart the proxy"), "{err}");
+        assert_eq!(auth.audience(), id);
+        std::fs::write(dir.trust(), "{").unwrap();
+        assert!(auth.reload().is_err());
     }
 
     #[test]

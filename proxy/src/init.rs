@@ -82,6 +82,17 @@ token_env = "OP_CONNECT_TOKEN"     # or: token_file = "/run/secrets/connect-toke
 }
 
 fn write_ca(dir: &DataDir, force: bool) -> anyhow::Result<()> {
+    let pem = dir.ca_cert();
+    if !force && (pem.exists() || dir.ca_key().exists()) {
+        bail!("{} already exists; use --force", pem.display());
+    }
+    write_new_ca(dir)?;
+    Ok(())
+}
+
+/// Creates a CA key and its self-signed certificate and writes both (`ca.key` 0600, `ca.pem`
+/// 0644, each atomically), replacing any there. Returns the new key.
+pub(crate) fn write_new_ca(dir: &DataDir) -> anyhow::Result<KeyPair> {
     // The same subject the interceptor rebuilds, so leaves name this certificate as issuer.
     let mut params = crate::intercept::ca_params();
     let now = time::OffsetDateTime::now_utc();
@@ -89,15 +100,13 @@ fn write_ca(dir: &DataDir, force: bool) -> anyhow::Result<()> {
     params.not_after = now + time::Duration::days(365);
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
-    keys::write_secret(&dir.ca_key(), key.serialize_pem().as_bytes(), force)?;
     let pem = dir.ca_cert();
-    if !force && pem.exists() {
-        bail!("{} already exists; use --force", pem.display());
-    }
-    fs::write(&pem, cert.pem()).with_context(|| format!("writing {}", pem.display()))?;
+    claw_policy::registry::write_atomic(&pem, cert.pem().as_bytes())
+        .with_context(|| format!("writing {}", pem.display()))?;
     // The CA certificate is public: agents need to read it to trust the proxy.
     fs::set_permissions(&pem, fs::Permissions::from_mode(0o644))?;
-    Ok(())
+    keys::write_secret(&dir.ca_key(), key.serialize_pem().as_bytes(), true)?;
+    Ok(key)
 }
 
 #[cfg(test)]

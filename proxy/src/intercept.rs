@@ -33,45 +33,94 @@ pub(crate) fn ca_params() -> CertificateParams {
     params
 }
 
+/// The key id of a CA key, as `key_rotation` receipts name it: `sha256:<hex>` of its
+/// SubjectPublicKeyInfo (what `openssl pkey -pubout -outform DER | sha256sum` prints).
+pub fn ca_kid(key: &KeyPair) -> String {
+    use rcgen::PublicKeyData;
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.subject_public_key_info());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Reads the CA key from the data dir.
+pub(crate) fn read_ca_key(dir: &DataDir) -> anyhow::Result<KeyPair> {
+    let key_pem = claw_policy::keys::read_secret(&dir.ca_key())?;
+    let key_pem = std::str::from_utf8(&key_pem).context("ca.key is not PEM text")?;
+    KeyPair::from_pem(key_pem).context("ca.key is not a private key")
+}
+
 /// Mints and caches per-host server configs.
 pub struct Interceptor {
-    issuer: Issuer<'static, KeyPair>,
     leaf_key: KeyPair,
-    configs: Mutex<HashMap<String, Arc<ServerConfig>>>,
+    /// The CA and the leaves it signed; replaced whole by [`Interceptor::reload`].
+    ca: Mutex<Ca>,
+}
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    kid: String,
+    configs: HashMap<String, Arc<ServerConfig>>,
+}
+
+impl Ca {
+    fn load(dir: &DataDir) -> anyhow::Result<Self> {
+        let key = read_ca_key(dir)?;
+        Ok(Self {
+            kid: ca_kid(&key),
+            issuer: Issuer::new(ca_params(), key),
+            configs: HashMap::new(),
+        })
+    }
 }
 
 impl Interceptor {
     /// Loads the CA from the data dir.
     pub fn load(dir: &DataDir) -> anyhow::Result<Self> {
-        let key_pem = claw_policy::keys::read_secret(&dir.ca_key())?;
-        let key_pem = std::str::from_utf8(&key_pem).context("ca.key is not PEM text")?;
-        let ca_key = KeyPair::from_pem(key_pem).context("ca.key is not a private key")?;
         Ok(Self {
-            issuer: Issuer::new(ca_params(), ca_key),
             leaf_key: KeyPair::generate().context("generating the leaf key")?,
-            configs: Mutex::new(HashMap::new()),
+            ca: Mutex::new(Ca::load(dir)?),
         })
+    }
+
+    /// Loads the data dir's CA again (after `clawproxy rotate ca`) and forgets every leaf of
+    /// the old one: connections made from now on get leaves of the new CA, those already open
+    /// keep theirs. Returns the new CA's kid; on error the current CA stays.
+    pub fn reload(&self, dir: &DataDir) -> anyhow::Result<String> {
+        let ca = Ca::load(dir)?;
+        let kid = ca.kid.clone();
+        *self.ca.lock().unwrap_or_else(|e| e.into_inner()) = ca;
+        Ok(kid)
+    }
+
+    /// The kid of the CA in use.
+    pub fn ca_kid(&self) -> String {
+        self.ca
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kid
+            .clone()
     }
 
     /// The server config for `host` (lowercase name), minting its leaf on first use.
     pub fn server_config(&self, host: &str) -> anyhow::Result<Arc<ServerConfig>> {
-        let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(config) = configs.get(host) {
+        let mut ca = self.ca.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(config) = ca.configs.get(host) {
             return Ok(config.clone());
         }
-        let config = Arc::new(self.mint(host)?);
-        configs.insert(host.to_owned(), config.clone());
+        let config = Arc::new(self.mint(&ca.issuer, host)?);
+        ca.configs.insert(host.to_owned(), config.clone());
         Ok(config)
     }
 
-    fn mint(&self, host: &str) -> anyhow::Result<ServerConfig> {
+    fn mint(&self, issuer: &Issuer<'static, KeyPair>, host: &str) -> anyhow::Result<ServerConfig> {
         let mut params = CertificateParams::new(vec![host.to_owned()])?;
         params.distinguished_name.push(DnType::CommonName, host);
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + time::Duration::days(7);
         params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&self.leaf_key, &self.issuer)?;
+        let cert = params.signed_by(&self.leaf_key, issuer)?;
         let chain = vec![CertificateDer::from(cert.der().to_vec())];
         let key = PrivateKeyDer::from_pem_slice(self.leaf_key.serialize_pem().as_bytes())
             .context("leaf key")?;

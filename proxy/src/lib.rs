@@ -10,11 +10,13 @@
 //! - [`run`]: load, check, bind, serve, shut down;
 //! - [`config`]: `clawproxy.toml`, checked before any port binds;
 //! - [`init`]: a fresh data dir (keys, CA, trust.json, config);
+//! - [`rotate`], [`control`]: replacing a key while the proxy runs;
 //! - [`demo`]: the quickstart, end to end on loopback.
 
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod drain;
 pub mod hold;
@@ -26,6 +28,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod receipt;
 pub mod respond;
+pub mod rotate;
 pub mod run;
 pub mod stack;
 pub mod upstream;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use claw_policy::datadir::DataDir;
 use claw_proxy::config::{Config, Overrides, StateUrl};
+use claw_verifier::receipt::RotatedKey;
 
 /// The enforcing forward proxy for AI agents that handle secrets.
 ///
@@ -70,6 +71,31 @@ enum Command {
         #[arg(long, env = "CLAW_INSTANCE")]
         instance: Option<String>,
     },
+    /// Replace one key while the proxy runs (or not), and record it in the receipt log.
+    ///
+    /// The new key is written (0600) and its public half added to trust.json beside the old
+    /// one, so tokens, contracts and receipts signed before stay verifiable. Each proxy running
+    /// on the data dir puts the new key in use at once, without dropping connections, and
+    /// records a key_rotation receipt (a proxy key's rotation is signed by the old key); with
+    /// no proxy running, this command records it in the log itself.
+    ///
+    ///   issuer  tokens minted from now on carry the new kid; earlier ones stay valid until
+    ///           they expire (revoke them to cut them off)
+    ///   proxy   receipts and checkpoints after the rotation; the proxy id does not change
+    ///   policy  contracts signed from now on; earlier ones still verify
+    ///   audit   body hashes from now on; the old key stays as keys/audit-<kid>.key for
+    ///           `clawverify audit-hash --kid`
+    ///   ca      leaves of connections made from now on: give agents the new keys/ca.pem
+    ///
+    /// Example: clawproxy rotate issuer --data-dir /var/lib/claw
+    #[command(verbatim_doc_comment)]
+    Rotate {
+        /// Which key.
+        #[arg(value_enum)]
+        key: KeyArg,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Load and check the config, then exit (0 valid, 2 invalid).
     ///
     /// Example: clawproxy check-config --data-dir .claw
@@ -88,6 +114,28 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+/// The keys `rotate` replaces.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum KeyArg {
+    Issuer,
+    Proxy,
+    Policy,
+    Audit,
+    Ca,
+}
+
+impl KeyArg {
+    fn rotated(self) -> RotatedKey {
+        match self {
+            KeyArg::Issuer => RotatedKey::Issuer,
+            KeyArg::Proxy => RotatedKey::Proxy,
+            KeyArg::Policy => RotatedKey::Policy,
+            KeyArg::Audit => RotatedKey::Audit,
+            KeyArg::Ca => RotatedKey::Ca,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -187,6 +235,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rotate { key, data } => {
+            let dir = DataDir::new(&data.data_dir);
+            let key = key.rotated();
+            let runtime = tokio::runtime::Runtime::new()?;
+            let done = runtime.block_on(claw_proxy::rotate::rotate(&dir, key))?;
+            let r = &done.rotation;
+            println!("rotated the {} key: {} -> {}", key.as_str(), r.old, r.new);
+            for recorded in &done.recorded {
+                println!(
+                    "  key_rotation receipt {} (seq {}) in {}{}",
+                    recorded.id,
+                    recorded.seq,
+                    recorded.log,
+                    if done.live {
+                        ", by the running proxy, which uses the new key now"
+                    } else {
+                        " (no proxy running: the new key is used from its next start)"
+                    }
+                );
+            }
+            match key {
+                RotatedKey::Ca => println!(
+                    "  agents must now trust {} (the old CA signs no new connection)",
+                    dir.ca_cert().display()
+                ),
+                RotatedKey::Audit => println!(
+                    "  the old key is kept as {} (clawverify audit-hash --kid {})",
+                    dir.retired_audit_key(&r.old).display(),
+                    r.old
+                ),
+                _ => println!(
+                    "  {} keeps the old public key: what it signed stays verifiable",
+                    dir.trust().display()
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { data_dir } => {
             claw_proxy::demo::run(data_dir, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
@@ -228,8 +313,8 @@ impl Signals {
         }
     }
 
-    /// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the upstream tokens and the
-    /// admin token from their files.
+    /// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the upstream tokens, the admin
+    /// token and trust.json from their files.
     async fn wait(mut self, proxy: &claw_proxy::stack::Proxy) {
         loop {
             tokio::select! {
@@ -238,6 +323,10 @@ impl Signals {
                 _ = self.hup.recv() => {
                     proxy.reload_tokens();
                     proxy.reload_admin_token();
+                    match proxy.auth.reload() {
+                        Ok(()) => tracing::info!("trust.json reloaded"),
+                        Err(error) => tracing::warn!(error = %format!("{error:#}"), "trust.json reload failed; keeping the current trust"),
+                    }
                 }
             }
         }

@@ -12,7 +12,7 @@ use anyhow::Context;
 use claw_policy::approval::Verdict;
 use claw_policy::datadir::DataDir;
 use claw_verifier::log::{self, JobClose, LogConfig, LogHandle, LogWriter};
-use claw_verifier::receipt::{self, AuditKey};
+use claw_verifier::receipt;
 
 use crate::auth::Identity;
 use crate::config::Config;
@@ -131,10 +131,9 @@ pub struct Recorded {
 #[error("receipt not recorded: {0}")]
 pub struct NotRecorded(pub String);
 
-/// The proxy's handle on its log and its audit key.
+/// The proxy's handle on its log (which holds the audit key in use).
 pub struct Evidence {
     log: LogHandle,
-    audit: AuditKey,
 }
 
 impl Evidence {
@@ -147,8 +146,7 @@ impl Evidence {
         log_config.segment_bytes = config.log.segment_bytes;
         log_config.checkpoint_interval = Duration::from_millis(config.log.checkpoint_interval_ms);
         let (log, _task) = LogWriter::open(log_config).await?;
-        let audit = log.audit().clone();
-        Ok(Self { log, audit })
+        Ok(Self { log })
     }
 
     /// Records a receipt for `identity` (None: the request never authenticated).
@@ -175,6 +173,7 @@ impl Evidence {
             });
             r.wpc = Some(identity.claims.wpc.clone());
         }
+        let audit = self.log.audit();
         r.req = Some(receipt::Req {
             method: draft.req.method,
             scheme: draft.req.scheme,
@@ -182,7 +181,7 @@ impl Evidence {
             port: draft.req.port,
             path: draft.req.path,
             query: draft.req.query,
-            body_hash: draft.req.body.as_deref().map(|b| self.audit.hash(b)),
+            body_hash: draft.req.body.as_deref().map(|b| audit.hash(b)),
         });
         r.op = Some(receipt::Op {
             integration: draft.op.integration,
@@ -212,7 +211,7 @@ impl Evidence {
         r.resp = draft.resp.map(|resp| receipt::Resp {
             status: resp.status,
             bytes: resp.body.len() as u64,
-            body_hash: self.audit.hash(&resp.body),
+            body_hash: audit.hash(&resp.body),
             released: resp.released,
         });
         r.duration_ms = Some(draft.duration_ms);
@@ -268,7 +267,7 @@ impl Evidence {
 
     /// The keyed hash of a body, as receipts record it.
     pub fn body_hash(&self, body: &[u8]) -> String {
-        self.audit.hash(body)
+        self.log.audit().hash(body)
     }
 
     /// Whether the log stopped taking receipts after an I/O error.

@@ -62,7 +62,7 @@ pub async fn start(
                      (--instance) so a job's logs can be told apart, bundled and queried"
                 );
             }
-            auth = auth.with_fleet(feed);
+            auth = auth.with_fleet(feed)?;
             Some(fleet)
         }
     };
@@ -115,6 +115,14 @@ pub async fn start(
             ))
         });
     let admin_task = tokio::spawn(crate::admin::serve(proxy.clone(), admin_listener));
+    // Without the socket the proxy still serves; `clawproxy rotate` then says to restart it.
+    let control_task = match crate::control::bind(proxy.evidence.log().dir()) {
+        Ok(listener) => Some(tokio::spawn(crate::control::serve(proxy.clone(), listener))),
+        Err(error) => {
+            warn!(%error, "no control socket: `clawproxy rotate` cannot reach this proxy");
+            None
+        }
+    };
     let closer = {
         let proxy = proxy.clone();
         tokio::spawn(async move {
@@ -141,6 +149,10 @@ pub async fn start(
             );
         }
         admin_task.abort();
+        if let Some(control) = control_task {
+            control.abort();
+            let _ = std::fs::remove_file(serving.evidence.log().dir().join(crate::control::SOCKET));
+        }
         closer.abort();
         serving.evidence.shutdown().await;
         let _ = stop_index.send(());

@@ -352,7 +352,6 @@ impl Proxy {
         &self.approvals
     }
 
-    /// The configured upstream for `host`, if any.
     /// Re-reads every upstream's `token_file` (SIGHUP): new requests carry the new tokens,
     /// open connections stay open. Returns how many tokens were replaced; a token that cannot
     /// be read is kept and the reason logged.
@@ -375,6 +374,7 @@ impl Proxy {
         replaced
     }
 
+    /// The configured upstream for `host`, if any.
     pub fn upstream(&self, host: &str) -> Option<&UpstreamTarget> {
         self.upstreams.get(host)
     }

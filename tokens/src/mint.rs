@@ -175,22 +175,19 @@ pub fn mint(dir: &DataDir, request: &MintRequest, now: u64) -> Result<Minted, Mi
         .ok_or_else(|| MintError::Issuer(kid.clone()))?;
     let aud = match &request.audience {
         Some(aud) => aud.clone(),
-        None => {
-            let proxies: Vec<_> = trust.by_purpose(Purpose::Proxy).collect();
-            match proxies.as_slice() {
-                [one] => one.name.clone(),
-                [] => {
-                    return Err(MintError::Audience(
-                        "trust.json has no proxy key; pass --aud".into(),
-                    ));
-                }
-                _ => {
-                    return Err(MintError::Audience(
-                        "trust.json has several proxy keys; pass --aud".into(),
-                    ));
-                }
+        None => match trust.proxy_ids().as_slice() {
+            [one] => (*one).to_owned(),
+            [] => {
+                return Err(MintError::Audience(
+                    "trust.json has no proxy key; pass --aud".into(),
+                ));
             }
-        }
+            _ => {
+                return Err(MintError::Audience(
+                    "trust.json names several proxies; pass --aud".into(),
+                ));
+            }
+        },
     };
     let mut jti = [0u8; 16];
     rand_core::OsRng.fill_bytes(&mut jti);

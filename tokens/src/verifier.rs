@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 
 use claw_policy::contract::Contract;
 use claw_policy::datadir::DataDir;
-use claw_policy::keys::Purpose;
 use claw_policy::registry::Registry;
 use claw_policy::trust::TrustStore;
 
@@ -180,15 +179,13 @@ impl Verifier {
     /// A verifier for the proxy of `dir` (audience = its proxy key's name), leeway 30 s.
     pub fn from_data_dir(dir: &DataDir) -> Result<Self, SetupError> {
         let trust = TrustStore::load(&dir.trust()).map_err(|e| SetupError(e.to_string()))?;
-        let audience = match trust
-            .by_purpose(Purpose::Proxy)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            [one] => one.name.clone(),
+        // Several keys under one name are one proxy whose key was rotated.
+        let audience = match trust.proxy_ids().as_slice() {
+            [one] => (*one).to_owned(),
             _ => {
                 return Err(SetupError(
-                    "trust.json must hold exactly one proxy key for this proxy".into(),
+                    "trust.json must name exactly one proxy (the proxy keys' name) for this proxy"
+                        .into(),
                 ));
             }
         };

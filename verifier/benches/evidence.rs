@@ -204,6 +204,7 @@ fn big_log(receipts: &std::path::Path, n: u64) {
             count: None,
             closed: None,
             recovery: None,
+            rotation: None,
             logs: None,
             // Not checked by the index; a placeholder of the right shape.
             sig: "A".repeat(86) + "==",

@@ -65,6 +65,7 @@ fn receipt(kid: String) -> Receipt {
         count: None,
         closed: None,
         recovery: None,
+        rotation: None,
         logs: None,
         sig: String::new(),
     }

@@ -398,13 +398,14 @@ fn string_bytes(file: &mut File, count: u64) -> io::Result<u64> {
     Ok(bytes)
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::Request,
     Kind::Call,
     Kind::TunnelOpen,
     Kind::TunnelClose,
     Kind::JobClose,
     Kind::Recovery,
+    Kind::KeyRotation,
 ];
 
 fn kind_code(kind: Kind) -> u8 {

@@ -7,6 +7,8 @@
 //! - `secrets`: at trace level, no concealed value, Connect token or job token reaches a log, a
 //!   receipt, a bundle, a report or the reviewer's page;
 //! - `reload`: SIGHUP swaps in a new Connect token from its file, on open connections too;
+//! - `rotate`: `clawproxy rotate` replaces each key while the proxy serves an open connection;
+//!   every rotation is receipted, and the log and a bundle still verify under trust.json;
 //! - `disk`: the data dir on a tmpfs that fills up: the proxy answers 503 and releases nothing,
 //!   stays poisoned until restarted, and after a restart serves again on a log that verifies;
 //!   a slow disk (a preloaded shim delays every sync) only slows answers down, and one that
@@ -22,5 +24,6 @@ mod disk;
 mod fleet;
 mod kill;
 mod reload;
+mod rotate;
 mod secrets;
 mod support;

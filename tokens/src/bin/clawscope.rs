@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use claw_fleet::Revoked;
 use claw_policy::contract::Operation;
 use claw_policy::datadir::DataDir;
-use claw_policy::keys::Purpose;
 use claw_policy::registry::Registry;
 use claw_policy::trust::TrustStore;
 use claw_tokens::mint::{MintRequest, mint};
@@ -438,11 +437,10 @@ fn verify_here(
     now: u64,
 ) -> Result<(), String> {
     let trust = TrustStore::load(&dir.trust()).map_err(|e| format!("trust store: {e}"))?;
-    let proxies: Vec<_> = trust.by_purpose(Purpose::Proxy).collect();
     // With one proxy in trust.json, that is who must accept it; otherwise judge the token
     // against the proxy it names (it was minted with --aud).
-    let audience = match proxies.as_slice() {
-        [one] => one.name.clone(),
+    let audience = match trust.proxy_ids().as_slice() {
+        [one] => (*one).to_owned(),
         _ => claims
             .get("aud")
             .and_then(|a| a.as_str())

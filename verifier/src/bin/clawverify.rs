@@ -146,6 +146,10 @@ enum Command {
         /// The bytes to hash (`-`: stdin).
         #[arg(long, default_value = "-")]
         file: PathBuf,
+        /// Hash with the audit key of this kid, retired by `clawproxy rotate audit`
+        /// (keys/audit-<kid>.key), to test a receipt made before the rotation.
+        #[arg(long)]
+        kid: Option<String>,
         #[command(flatten)]
         data: DataDirArg,
     },
@@ -263,10 +267,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let addr = listen.unwrap_or_else(view::default_listen);
             serve(addr, report, verdict)
         }
-        Command::AuditHash { file, data } => {
+        Command::AuditHash { file, kid, data } => {
             let dir = DataDir::new(&data.data_dir);
-            let key = AuditKey::load(&dir.audit_key())
-                .with_context(|| format!("reading the audit key {}", dir.audit_key().display()))?;
+            let load = |path: PathBuf| {
+                AuditKey::load(&path)
+                    .with_context(|| format!("reading the audit key {}", path.display()))
+            };
+            let current = load(dir.audit_key())?;
+            let key = match kid {
+                Some(kid) if kid != current.kid() => {
+                    if kid.len() != 16 || !kid.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        anyhow::bail!("--kid {kid:?} is not an audit kid (16 hex digits)");
+                    }
+                    let retired = load(dir.retired_audit_key(&kid))?;
+                    if retired.kid() != kid {
+                        anyhow::bail!(
+                            "{} holds the audit key {}, not {kid}",
+                            dir.retired_audit_key(&kid).display(),
+                            retired.kid()
+                        );
+                    }
+                    retired
+                }
+                _ => current,
+            };
             let bytes = read_input(&file)?;
             println!("{}", key.hash(&bytes));
             Ok(ExitCode::SUCCESS)

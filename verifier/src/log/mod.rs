@@ -68,7 +68,7 @@ use std::time::Duration;
 
 use claw_policy::datadir::DataDir;
 use claw_policy::keys::Purpose;
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 pub use reader::{
     CheckpointRecord, JobSummary, LogReader, LogSummary, ReadError, Receipts, note_verifiers,
@@ -80,7 +80,7 @@ pub use sink::{FileSink, FileStorage, Sink, Storage};
 pub use writer::{LogHandle, LogWriter};
 
 use crate::merkle::Hash;
-use crate::receipt::{AuditKey, Closed, Cst, Decision, Kind, Op, Req, Resp, Tunnel};
+use crate::receipt::{AuditKey, Closed, Cst, Decision, Kind, Op, Req, Resp, Rotation, Tunnel};
 
 /// The log's settings. Build with [`LogConfig::new`] or [`LogConfig::from_data_dir`], then
 /// adjust the public tuning fields.
@@ -95,6 +95,9 @@ pub struct LogConfig {
     pub instance: Option<String>,
     /// The proxy key: signs receipts and checkpoints.
     pub signing_key: SigningKey,
+    /// Proxy keys that signed this log before a rotation (their public halves): the log's
+    /// start-up check accepts receipts and checkpoints they signed.
+    pub retired_keys: Vec<VerifyingKey>,
     /// The audit key, for the proxy's keyed body hashes ([`LogHandle::audit`]).
     pub audit_key: AuditKey,
     /// Roll to a new segment when a batch would grow the current one past this. Defaults to
@@ -130,6 +133,7 @@ impl LogConfig {
             proxy_id: proxy_id.to_owned(),
             instance: None,
             signing_key,
+            retired_keys: Vec::new(),
             audit_key,
             segment_bytes: 64 * 1024 * 1024,
             checkpoint_interval: Duration::from_secs(1),
@@ -161,12 +165,15 @@ impl LogConfig {
                     data_dir.trust().display()
                 ))
             })?;
-        Ok(Self::new(
-            &data_dir.receipts(),
-            &proxy_id,
-            signing_key,
-            audit_key,
-        ))
+        let retired_keys = trust
+            .by_purpose(Purpose::Proxy)
+            .filter(|k| k.name == proxy_id && k.kid != kid)
+            .map(|k| k.key)
+            .collect();
+        Ok(Self {
+            retired_keys,
+            ..Self::new(&data_dir.receipts(), &proxy_id, signing_key, audit_key)
+        })
     }
 
     /// Makes this the log of one instance among proxies sharing the identity: origin
@@ -191,6 +198,7 @@ impl std::fmt::Debug for LogConfig {
             .field("proxy_id", &self.proxy_id)
             .field("instance", &self.instance)
             .field("signing_key", &"[redacted]")
+            .field("retired_keys", &self.retired_keys.len())
             .field("audit_key", &self.audit_key)
             .field("segment_bytes", &self.segment_bytes)
             .field("checkpoint_interval", &self.checkpoint_interval)
@@ -335,6 +343,31 @@ impl JobClose {
     }
 }
 
+/// A key change the log records with a `key_rotation` receipt ([`LogHandle::rotate`]).
+pub enum Rekey {
+    /// The log's own signing key: the rotation receipt is signed by the old key, every
+    /// receipt and checkpoint after it by this one. Its public key must be in trust.json
+    /// under the proxy id, or what the log writes next would not verify.
+    Proxy(SigningKey),
+    /// The audit key: body hashes after the rotation receipt use this one.
+    Audit(AuditKey),
+    /// A key the log does not hold (issuer, policy, CA): recorded only.
+    Recorded(Rotation),
+}
+
+impl std::fmt::Debug for Rekey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rekey::Proxy(key) => f
+                .debug_tuple("Proxy")
+                .field(&claw_policy::keys::kid(&key.verifying_key()))
+                .finish(),
+            Rekey::Audit(key) => f.debug_tuple("Audit").field(&key.kid()).finish(),
+            Rekey::Recorded(rotation) => f.debug_tuple("Recorded").field(rotation).finish(),
+        }
+    }
+}
+
 /// Where an appended receipt landed (it is durable).
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Appended {
@@ -405,6 +438,12 @@ pub enum LogError {
     /// A key is missing or unusable.
     #[error("receipt log key: {0}")]
     Key(String),
+    /// Another process holds the log's lock.
+    #[error(
+        "receipt log {0} is in use by another process (a running clawproxy?); one log has one \
+         writer"
+    )]
+    Busy(String),
 }
 
 /// Fixed-bucket histogram (Prometheus-style cumulative export is the caller's).

@@ -5,7 +5,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use claw_policy::keys::Purpose;
@@ -19,16 +19,19 @@ use tokio::time::Instant as TokioInstant;
 use super::reader::{Chain, ReadError, Receipts};
 use super::segment::{segment_name, segment_path};
 use super::sink::{Sink, Storage};
-use super::{Appended, Draft, JobClose, LogConfig, LogError, LogMetrics, SignedCheckpoint};
-use crate::checkpoint::{self, Checkpoint, NoteVerifier};
+use super::{Appended, Draft, JobClose, LogConfig, LogError, LogMetrics, Rekey, SignedCheckpoint};
+use crate::checkpoint::{self, Checkpoint};
 use crate::merkle::CompactRange;
-use crate::receipt::{self, AuditKey, IdGenerator, Kind, LOG_JOB, Receipt, Recovery, format_ts};
+use crate::receipt::{
+    self, AuditKey, IdGenerator, Kind, LOG_JOB, Receipt, Recovery, RotatedKey, Rotation, format_ts,
+};
 
 type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 
 enum Command {
     Append(Box<Draft>, Reply<Appended>),
     Close(Box<JobClose>, Reply<Appended>),
+    Rotate(Box<Rekey>, Reply<Appended>),
     Checkpoint(Reply<SignedCheckpoint>),
     Shutdown(Reply<()>),
 }
@@ -119,8 +122,7 @@ impl LogWriter {
             timeout,
             origin: config.origin().into(),
             dir: config.dir.clone().into(),
-            kid: state.kid.clone().into(),
-            audit: Arc::new(config.audit_key.clone()),
+            audit: Arc::new(RwLock::new(Arc::new(config.audit_key.clone()))),
         };
         let task = tokio::spawn(run(state, rx, shared, tuning));
         Ok((handle, task))
@@ -135,8 +137,8 @@ pub struct LogHandle {
     timeout: Duration,
     origin: Arc<str>,
     dir: Arc<Path>,
-    kid: Arc<str>,
-    audit: Arc<AuditKey>,
+    /// Replaced when an audit key rotation is durable.
+    audit: Arc<RwLock<Arc<AuditKey>>>,
 }
 
 impl std::fmt::Debug for LogHandle {
@@ -163,6 +165,24 @@ impl LogHandle {
         let appended = self
             .call(|reply| Command::Close(Box::new(close), reply))
             .await?;
+        self.checkpoint().await?;
+        Ok(appended)
+    }
+
+    /// Records a key rotation with a `key_rotation` receipt and puts the new key in use, then
+    /// signs a checkpoint. A new proxy key signs everything after the receipt (which the old
+    /// key signs); a new audit key keys [`LogHandle::audit`] once the receipt is durable.
+    pub async fn rotate(&self, rekey: Rekey) -> Result<Appended, LogError> {
+        let audit = match &rekey {
+            Rekey::Audit(key) => Some(key.clone()),
+            _ => None,
+        };
+        let appended = self
+            .call(|reply| Command::Rotate(Box::new(rekey), reply))
+            .await?;
+        if let Some(key) = audit {
+            *self.audit.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+        }
         self.checkpoint().await?;
         Ok(appended)
     }
@@ -206,14 +226,9 @@ impl LogHandle {
         self.shared.durable.subscribe()
     }
 
-    /// Kid of the key that signs (the receipts' `proxy`).
-    pub fn proxy_kid(&self) -> &str {
-        &self.kid
-    }
-
-    /// The audit key, for `blake3k:` body hashes in drafts.
-    pub fn audit(&self) -> &AuditKey {
-        &self.audit
+    /// The audit key in use, for `blake3k:` body hashes in drafts.
+    pub fn audit(&self) -> Arc<AuditKey> {
+        self.audit.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, LogError> {
@@ -262,12 +277,23 @@ struct State {
     origin: String,
     kid: String,
     key: SigningKey,
+    /// Kid of the audit key in use (the old side of its next rotation).
+    audit_kid: String,
     chain: Chain,
     ids: IdGenerator,
     segment_first: u64,
     segment_size: u64,
     segment_limit: u64,
     storage: Arc<dyn Storage>,
+    /// Held (flock) while the writer lives: one writer per log, across processes.
+    _lock: fs::File,
+}
+
+/// One entry of a batch.
+enum Item {
+    Draft(Box<Draft>),
+    Close(JobClose),
+    Rotate(Rekey),
 }
 
 /// One batch, signed and serialised.
@@ -275,6 +301,8 @@ struct Prepared {
     bytes: Vec<u8>,
     first_seq: u64,
     results: Vec<Result<Appended, LogError>>,
+    /// The signing key changed during the batch.
+    rekeyed: bool,
 }
 
 type Opened = (State, Option<Recovery>, Option<SignedCheckpoint>);
@@ -284,11 +312,14 @@ impl State {
     fn open(config: &LogConfig) -> Result<Opened, LogError> {
         let dir = &config.dir;
         fs::create_dir_all(dir).map_err(|e| io_failure(dir, &e.to_string()))?;
+        let lock = lock_log(dir)?;
         let verifying = config.signing_key.verifying_key();
         let mut trust = TrustStore::default();
-        trust.add(Purpose::Proxy, &config.proxy_id, verifying);
+        for key in config.retired_keys.iter().chain([&verifying]) {
+            trust.add(Purpose::Proxy, &config.proxy_id, *key);
+        }
         let origin = config.origin();
-        let latest = read_latest_checkpoint(dir, &origin, &verifying)?;
+        let latest = read_latest_checkpoint(dir, &origin, &trust)?;
         cut_torn_history(dir)?;
         let mut receipts = Receipts::new(dir, &trust, false).map_err(|e| damaged(dir, &e))?;
         let mut prefix_root = latest.as_ref().filter(|c| c.size == 0).map(|c| c.root);
@@ -355,12 +386,14 @@ impl State {
             origin,
             kid: claw_policy::keys::kid(&verifying),
             key: config.signing_key.clone(),
+            audit_kid: config.audit_key.kid().to_owned(),
             chain,
             ids: IdGenerator::new(),
             segment_first,
             segment_size,
             segment_limit: config.segment_bytes.max(1),
             storage: config.storage.clone(),
+            _lock: lock,
         };
         // Refuse to start on a log we cannot write: open the segment now. And sync it: lines a
         // crashed process left in the page cache were never acknowledged, but from here on
@@ -397,7 +430,7 @@ impl State {
     }
 
     /// Assigns, checks, signs and serialises a batch.
-    fn prepare(&mut self, drafts: Vec<Result<Draft, JobClose>>) -> Prepared {
+    fn prepare(&mut self, items: Vec<Item>) -> Prepared {
         let (ms, now) = Self::now();
         let ts = if now < self.chain.last_ts {
             self.chain.last_ts.clone()
@@ -405,19 +438,28 @@ impl State {
             now
         };
         let first_seq = self.chain.size();
-        let mut bytes = Vec::with_capacity(drafts.len() * 700);
-        let mut results = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            let receipt = match draft {
-                Ok(d) if matches!(d.kind, Kind::JobClose | Kind::Recovery) => {
+        let mut bytes = Vec::with_capacity(items.len() * 700);
+        let mut results = Vec::with_capacity(items.len());
+        let mut rekeyed = false;
+        for item in items {
+            let receipt = match item {
+                Item::Draft(d)
+                    if matches!(d.kind, Kind::JobClose | Kind::Recovery | Kind::KeyRotation) =>
+                {
                     results.push(Err(LogError::Draft(format!(
                         "{} receipts are written by the log itself",
                         d.kind.as_str()
                     ))));
                     continue;
                 }
-                Ok(d) => self.assign(d, &ts, ms),
-                Err(close) => {
+                Item::Draft(d) => self.assign(*d, &ts, ms),
+                Item::Rotate(rekey) => {
+                    let result = self.rotate(rekey, &ts, ms, &mut bytes);
+                    rekeyed |= result.is_ok();
+                    results.push(result);
+                    continue;
+                }
+                Item::Close(close) => {
                     let mut draft = Draft::new(Kind::JobClose, close.job);
                     draft.cst = close.cst;
                     draft.wpc = close.wpc;
@@ -439,7 +481,54 @@ impl State {
             bytes,
             first_seq,
             results,
+            rekeyed,
         }
+    }
+
+    /// Seals a `key_rotation` receipt under the key in use, then puts the new key in use.
+    fn rotate(
+        &mut self,
+        rekey: Rekey,
+        ts: &str,
+        ms: u64,
+        bytes: &mut Vec<u8>,
+    ) -> Result<Appended, LogError> {
+        let (rotation, next_key) = match rekey {
+            Rekey::Proxy(key) => {
+                let new = claw_policy::keys::kid(&key.verifying_key());
+                let rotation = Rotation {
+                    key: RotatedKey::Proxy,
+                    old: self.kid.clone(),
+                    new,
+                };
+                (rotation, Some(key))
+            }
+            Rekey::Audit(key) => {
+                let rotation = Rotation {
+                    key: RotatedKey::Audit,
+                    old: self.audit_kid.clone(),
+                    new: key.kid().to_owned(),
+                };
+                (rotation, None)
+            }
+            Rekey::Recorded(rotation) => (rotation, None),
+        };
+        let mut r = self.assign(Draft::new(Kind::KeyRotation, LOG_JOB), ts, ms);
+        let key = rotation.key;
+        let new = rotation.new.clone();
+        r.rotation = Some(rotation);
+        let appended = self.seal(r, bytes)?;
+        match key {
+            RotatedKey::Proxy => {
+                if let Some(next) = next_key {
+                    self.key = next;
+                    self.kid = new;
+                }
+            }
+            RotatedKey::Audit => self.audit_kid = new,
+            RotatedKey::Issuer | RotatedKey::Policy | RotatedKey::Ca => {}
+        }
+        Ok(appended)
     }
 
     fn prepare_recovery(&mut self, torn: Recovery) -> Prepared {
@@ -454,6 +543,7 @@ impl State {
             bytes,
             first_seq,
             results,
+            rekeyed: false,
         }
     }
 
@@ -484,6 +574,7 @@ impl State {
             count: None,
             closed: None,
             recovery: None,
+            rotation: None,
             logs: None,
             sig: String::new(),
         }
@@ -569,10 +660,27 @@ fn sign_tree_head(origin: &str, size: u64, root: crate::merkle::Hash, key: &Sign
     checkpoint::sign_checkpoint(&Checkpoint::new(origin, size, root), origin, key)
 }
 
+/// Takes the log's lock (`lock`, flock'd for the writer's life), so that two processes never
+/// append to one log: their chains would fork and both would be damaged.
+fn lock_log(dir: &Path) -> Result<fs::File, LogError> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_failure(&path, &e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(LogError::Busy(dir.display().to_string())),
+        Err(fs::TryLockError::Error(e)) => Err(io_failure(&path, &e.to_string())),
+    }
+}
+
 fn read_latest_checkpoint(
     dir: &Path,
     origin: &str,
-    key: &ed25519_dalek::VerifyingKey,
+    trust: &TrustStore,
 ) -> Result<Option<Checkpoint>, LogError> {
     let path = dir.join("checkpoint");
     let note = match fs::read_to_string(&path) {
@@ -580,11 +688,7 @@ fn read_latest_checkpoint(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_failure(&path, &e.to_string())),
     };
-    let verifier = NoteVerifier {
-        name: origin.to_owned(),
-        key: *key,
-    };
-    checkpoint::open_checkpoint(&note, &[verifier])
+    checkpoint::open_checkpoint(&note, &super::note_verifiers(trust, origin))
         .map(Some)
         .map_err(|e| LogError::Damaged {
             file: path.display().to_string(),
@@ -763,7 +867,7 @@ async fn run(
     shared: Arc<Shared>,
     mut tuning: Tuning,
 ) {
-    let signer = state.signer();
+    let mut signer = state.signer();
     let mut durable = state.chain.range.clone();
     let mut state = Some(state);
     let mut writing: Option<Writing> = None;
@@ -876,6 +980,9 @@ async fn run(
                 let Some(w) = writing.take() else { continue };
                 match *done {
                     Ok((st, prepared, written, range)) => {
+                        if prepared.rekeyed {
+                            signer = st.signer();
+                        }
                         state = Some(st);
                         let mut waiters = Vec::new();
                         for (reply, result) in w.replies.into_iter().zip(prepared.results) {
@@ -969,11 +1076,15 @@ async fn run(
                 while let Some(c) = command.take() {
                     match c {
                         Command::Append(d, reply) => {
-                            drafts.push(Ok(*d));
+                            drafts.push(Item::Draft(d));
                             replies.push(reply);
                         }
                         Command::Close(close, reply) => {
-                            drafts.push(Err(*close));
+                            drafts.push(Item::Close(*close));
+                            replies.push(reply);
+                        }
+                        Command::Rotate(rekey, reply) => {
+                            drafts.push(Item::Rotate(*rekey));
                             replies.push(reply);
                         }
                         Command::Checkpoint(reply) => {

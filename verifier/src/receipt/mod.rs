@@ -10,7 +10,7 @@
 //! | field | meaning |
 //! |---|---|
 //! | `v` | format version, always 1 |
-//! | `kind` | `request`, `call`, `tunnel_open`, `tunnel_close`, `job_close`, `recovery` |
+//! | `kind` | `request`, `call`, `tunnel_open`, `tunnel_close`, `job_close`, `recovery`, `key_rotation` |
 //! | `id` | 26-character ULID (Crockford base32: 48-bit milliseconds, 80 bits monotonic random); sorts by time; sent to the agent as `X-Clawproxy-Receipt` |
 //! | `log` | log origin `clawproxy/<proxy id>` (the trust.json name of the proxy key) |
 //! | `seq` | leaf index in this log, from 0, no gap |
@@ -32,6 +32,7 @@
 //! | `count` | `job_close` only: how many receipts of the job precede it in this log (= its `job_seq`) |
 //! | `closed` | `job_close` only: `expired` or `revoked` |
 //! | `recovery` | `recovery` only: `{segment, offset, bytes, hash}` of a torn, never-acknowledged tail that was cut at start |
+//! | `rotation` | `key_rotation` only: `{key, old, new}`, which key (`issuer`, `proxy`, `policy`, `audit`, `ca`) was replaced and the key ids; a proxy key's rotation is signed by the old key, the receipts after it by the new |
 //! | `sig` | standard base64 Ed25519 signature, see below |
 //!
 //! # Signature and leaf
@@ -75,7 +76,7 @@ pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000
 /// id alphabet `[A-Za-z0-9._-]`, so no token can claim it.
 pub const ANONYMOUS_JOB: &str = "@anonymous";
 
-/// The job of the log's own events (`recovery`).
+/// The job of the log's own events (`recovery`, `key_rotation`).
 pub const LOG_JOB: &str = "@log";
 
 /// What happened.
@@ -95,6 +96,8 @@ pub enum Kind {
     JobClose,
     /// A torn, never-acknowledged last line was cut at start.
     Recovery,
+    /// A key was rotated (`clawproxy rotate`): which, the old and the new key id.
+    KeyRotation,
 }
 
 impl Kind {
@@ -107,6 +110,7 @@ impl Kind {
             Kind::TunnelClose => "tunnel_close",
             Kind::JobClose => "job_close",
             Kind::Recovery => "recovery",
+            Kind::KeyRotation => "key_rotation",
         }
     }
 }
@@ -263,6 +267,61 @@ pub struct Recovery {
     pub segment: String,
 }
 
+/// Which key a `key_rotation` receipt is about.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotatedKey {
+    /// The audit key that keys body hashes (kid: 16 hex).
+    Audit,
+    /// The interception CA (kid: `sha256:<hex>` of its SubjectPublicKeyInfo).
+    Ca,
+    /// The token issuer's signing key (kid: RFC 7638 thumbprint).
+    Issuer,
+    /// The contract signing key (kid: RFC 7638 thumbprint).
+    Policy,
+    /// The log's own signing key (kid: RFC 7638 thumbprint).
+    Proxy,
+}
+
+impl RotatedKey {
+    /// The wire (and command-line) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotatedKey::Audit => "audit",
+            RotatedKey::Ca => "ca",
+            RotatedKey::Issuer => "issuer",
+            RotatedKey::Policy => "policy",
+            RotatedKey::Proxy => "proxy",
+        }
+    }
+
+    /// Whether `kid` is spelled as this key's ids are.
+    pub fn is_kid(self, kid: &str) -> bool {
+        match self {
+            RotatedKey::Audit => is_lower_hex(kid, 16),
+            RotatedKey::Ca => is_hex_hash(kid, "sha256:"),
+            RotatedKey::Issuer | RotatedKey::Policy | RotatedKey::Proxy => {
+                kid.len() == 43
+                    && kid
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }
+        }
+    }
+}
+
+/// What a `key_rotation` receipt records: from here on `new` is in use instead of `old`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// Which key.
+    pub key: RotatedKey,
+    /// The key id now in use.
+    pub new: String,
+    /// The key id it replaced.
+    pub old: String,
+}
+
 /// A receipt (raw: use [`verify_leaf`] to get a [`CheckedReceipt`] from bytes).
 ///
 /// The fields of this and every nested type are declared in RFC 8785 key order (ASCII names,
@@ -326,6 +385,9 @@ pub struct Receipt {
     /// Pairs a `request` with its `call`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rid: Option<String>,
+    /// Which key was rotated (`key_rotation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
     /// Leaf index in the log.
     pub seq: u64,
     /// Signature, standard base64; empty (and then omitted) while unsigned.
@@ -473,6 +535,7 @@ impl Receipt {
             ("count", self.count.is_some()),
             ("closed", self.closed.is_some()),
             ("recovery", self.recovery.is_some()),
+            ("rotation", self.rotation.is_some()),
             ("logs", self.logs.is_some()),
         ];
         if let Some(d) = &self.decision
@@ -521,6 +584,19 @@ impl Receipt {
                     crate::log::parse_segment_name(&c.segment).is_none() || !is_link(&c.hash)
                 }) {
                     return fail("recovery names no segment or has a malformed hash".into());
+                }
+            }
+            Kind::KeyRotation => {
+                if self.job != LOG_JOB {
+                    return fail(format!("job must be {LOG_JOB:?}"));
+                }
+                if let Some(r) = &self.rotation
+                    && (!r.key.is_kid(&r.old) || !r.key.is_kid(&r.new) || r.old == r.new)
+                {
+                    return fail(format!(
+                        "rotation of the {} key names malformed or equal key ids",
+                        r.key.as_str()
+                    ));
                 }
             }
             Kind::JobClose => {
@@ -821,6 +897,10 @@ fn rule_of(kind: Kind) -> Rule {
         },
         Kind::Recovery => Rule {
             required: &["recovery"],
+            optional: &[],
+        },
+        Kind::KeyRotation => Rule {
+            required: &["rotation"],
             optional: &[],
         },
     }

@@ -71,6 +71,7 @@ pub(crate) fn samples(key: &SigningKey) -> Vec<Receipt> {
         count: None,
         closed: None,
         recovery: None,
+        rotation: None,
         logs: None,
         sig: String::new(),
     };
@@ -157,6 +158,16 @@ pub(crate) fn samples(key: &SigningKey) -> Vec<Receipt> {
         ]),
         ..job_close.clone()
     };
+    let key_rotation = Receipt {
+        kind: Kind::KeyRotation,
+        recovery: None,
+        rotation: Some(Rotation {
+            key: RotatedKey::Proxy,
+            old: keys::kid(&key.verifying_key()),
+            new: keys::kid(&SigningKey::from_bytes(&[7; 32]).verifying_key()),
+        }),
+        ..recovery.clone()
+    };
     let mut all = vec![
         base,
         request,
@@ -166,6 +177,7 @@ pub(crate) fn samples(key: &SigningKey) -> Vec<Receipt> {
         job_close,
         recovery,
         fleet_close,
+        key_rotation,
     ];
     for r in &mut all {
         r.sign(key);
@@ -390,6 +402,22 @@ fn kind_rules_are_enforced_on_signed_receipts() {
         d.approval = Some(approval(outcome, by));
         cases.push((r, "approval:"));
     }
+    let mut r = all[8].clone();
+    r.job = "job-1".into();
+    cases.push((r, "job must be"));
+    let mut r = all[8].clone();
+    r.rotation.as_mut().unwrap().key = RotatedKey::Audit;
+    cases.push((r, "malformed or equal key ids"));
+    let mut r = all[8].clone();
+    let rotation = r.rotation.as_mut().unwrap();
+    rotation.new = rotation.old.clone();
+    cases.push((r, "malformed or equal key ids"));
+    let mut r = all[8].clone();
+    r.rotation = None;
+    cases.push((r, "rotation is required"));
+    let mut r = all[6].clone();
+    r.rotation = all[8].rotation.clone();
+    cases.push((r, "rotation is not allowed"));
     for (mut r, want) in cases {
         r.sign(&key);
         match verify_leaf(&r.leaf(), &trust) {
@@ -484,6 +512,21 @@ fn the_schema_refuses_what_the_type_refuses() {
     let mut v = value(&all[6]);
     v["job"] = serde_json::json!("job-1");
     bad.push(("recovery outside @log", v));
+    let mut v = value(&all[8]);
+    v["job"] = serde_json::json!("job-1");
+    bad.push(("key_rotation outside @log", v));
+    let mut v = value(&all[8]);
+    v["rotation"]["key"] = serde_json::json!("session");
+    bad.push(("rotation of an unknown key", v));
+    let mut v = value(&all[8]);
+    v["rotation"]["new"] = serde_json::json!("short");
+    bad.push(("rotation to a malformed kid", v));
+    let mut v = value(&all[8]);
+    v["client"] = value(&all[0])["client"].clone();
+    bad.push(("key_rotation with a client", v));
+    let mut v = value(&all[6]);
+    v["rotation"] = value(&all[8])["rotation"].clone();
+    bad.push(("recovery with a rotation", v));
     let mut v = value(&all[0]);
     v["ts"] = serde_json::json!("2026-11-22T19:38:20.12Z");
     bad.push(("two fraction digits", v));

@@ -2,6 +2,7 @@
 
 mod crash;
 mod faults;
+mod rotate;
 mod tail;
 
 use std::path::Path;

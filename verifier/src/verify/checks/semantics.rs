@@ -423,7 +423,7 @@ pub(crate) fn two_phase(ctx: &Ctx<'_>) -> Outcome {
                     None => {}
                 }
             }
-            Kind::JobClose | Kind::Recovery => {}
+            Kind::JobClose | Kind::Recovery | Kind::KeyRotation => {}
         }
     }
     for ((_, rid), (kind, seq)) in opened {
