@@ -112,16 +112,31 @@ pub async fn apply(proxy: &Proxy, rotation: Rotation) -> anyhow::Result<Recorded
             Rekey::Audit(key)
         }
         RotatedKey::Ca => {
-            let old = proxy.interceptor.ca_kid();
-            let new = proxy.interceptor.reload(&dir)?;
+            let on_disk = crate::intercept::ca_kid(&crate::intercept::read_ca_key(&dir)?);
             ensure!(
-                new == rotation.new,
-                "keys/ca.key has kid {new}, not {}",
+                on_disk == rotation.new,
+                "keys/ca.key has kid {on_disk}, not {}",
                 rotation.new
             );
+            let old = proxy.interceptor.ca_kid();
+            proxy.interceptor.reload(&dir)?;
             Rekey::Recorded(Rotation { old, ..rotation })
         }
-        RotatedKey::Issuer | RotatedKey::Policy => Rekey::Recorded(rotation),
+        RotatedKey::Issuer | RotatedKey::Policy => {
+            let purpose = if rotation.key == RotatedKey::Issuer {
+                Purpose::Issuer
+            } else {
+                Purpose::Policy
+            };
+            for kid in [&rotation.old, &rotation.new] {
+                ensure!(
+                    trust.key(kid, purpose).is_some(),
+                    "trust.json does not list the {} key {kid}",
+                    purpose.as_str()
+                );
+            }
+            Rekey::Recorded(rotation)
+        }
     };
     // Every rotation may change trust.json; the verifier of tokens and contracts reads it anew.
     proxy.auth.reload().context("reloading trust.json")?;

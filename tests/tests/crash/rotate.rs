@@ -288,15 +288,26 @@ fn a_rotation_the_running_proxy_cannot_use_is_refused_and_the_old_key_stays() {
     // A control request that does not match the files is refused by the proxy, which keeps
     // signing with its key; garbage gets an error, not a crash.
     let socket = support::log_dir(&data).join("control.sock");
-    for request in [
-        "{\"rotated\":{\"key\":\"proxy\",\"old\":\"x\",\"new\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}}\n",
-        "not json\n",
+    let (a, b) = ("A".repeat(43), "B".repeat(43));
+    for (request, why) in [
+        (
+            format!("{{\"rotated\":{{\"key\":\"proxy\",\"old\":\"x\",\"new\":\"{a}\"}}}}\n"),
+            "keys/proxy.pem holds key",
+        ),
+        (
+            format!("{{\"rotated\":{{\"key\":\"issuer\",\"old\":\"{a}\",\"new\":\"{b}\"}}}}\n"),
+            "trust.json does not list the issuer key",
+        ),
+        ("not json\n".to_owned(), "not a control request"),
     ] {
         let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
         stream.write_all(request.as_bytes()).unwrap();
         let mut answer = String::new();
         std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
-        assert!(answer.starts_with("{\"error\":"), "{answer}");
+        assert!(
+            answer.starts_with("{\"error\":") && answer.contains(why),
+            "{answer}"
+        );
     }
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
