@@ -76,20 +76,7 @@ fn until(
 }
 
 fn mint(data: &str, policy: &str, job: &str) -> String {
-    let args = [
-        "mint",
-        "--policy",
-        policy,
-        "--job",
-        job,
-        "--agent",
-        "fleet-agent",
-        "--ttl",
-        "900",
-        "--data-dir",
-        data,
-    ];
-    run_ok("clawscope", &args).trim().to_owned()
+    support::mint(Path::new(data), policy, job, "fleet-agent")
 }
 
 #[test]

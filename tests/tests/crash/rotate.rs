@@ -30,24 +30,7 @@ fn rotate(data: &Path, key: &str) -> (String, String, String) {
 }
 
 fn mint(data: &Path, policy: &str, job: &str) -> String {
-    run_ok(
-        "clawscope",
-        &[
-            "mint",
-            "--policy",
-            policy,
-            "--job",
-            job,
-            "--agent",
-            "rotate-agent",
-            "--ttl",
-            "900",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    )
-    .trim()
-    .to_owned()
+    support::mint(data, policy, job, "rotate-agent")
 }
 
 /// The `kid` in a token's header.

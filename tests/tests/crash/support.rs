@@ -384,23 +384,25 @@ pub(crate) fn prepare(data: &Path, sim: SocketAddr, job: &str) -> String {
     );
     std::fs::write(data.join("clawproxy.toml"), config).expect("writing the config");
     run_ok("clawproxy", &["check-config", "--data-dir", dir]);
-    let token = run_ok(
-        "clawscope",
-        &[
-            "mint",
-            "--policy",
-            POLICY,
-            "--job",
-            job,
-            "--agent",
-            "crash-agent",
-            "--ttl",
-            "900",
-            "--data-dir",
-            dir,
-        ],
-    );
-    token.trim().to_owned()
+    mint(data, POLICY, job, "crash-agent")
+}
+
+/// `clawscope mint` of a 900 s token for `job` under the published contract `policy`.
+pub(crate) fn mint(data: &Path, policy: &str, job: &str, agent: &str) -> String {
+    let args = [
+        "mint",
+        "--policy",
+        policy,
+        "--job",
+        job,
+        "--agent",
+        agent,
+        "--ttl",
+        "900",
+        "--data-dir",
+        data.to_str().expect("a UTF-8 path"),
+    ];
+    run_ok("clawscope", &args).trim().to_owned()
 }
 
 /// A keep-alive read of the DATABASE item the seed contract allows, as `job`.
