@@ -123,17 +123,14 @@ pub async fn apply(proxy: &Proxy, rotation: Rotation) -> anyhow::Result<Recorded
             Rekey::Recorded(Rotation { old, ..rotation })
         }
         RotatedKey::Issuer | RotatedKey::Policy => {
-            let purpose = if rotation.key == RotatedKey::Issuer {
-                Purpose::Issuer
-            } else {
-                Purpose::Policy
-            };
-            for kid in [&rotation.old, &rotation.new] {
-                ensure!(
-                    trust.key(kid, purpose).is_some(),
-                    "trust.json does not list the {} key {kid}",
-                    purpose.as_str()
-                );
+            if let Some(purpose) = rotation.key.purpose() {
+                for kid in [&rotation.old, &rotation.new] {
+                    ensure!(
+                        trust.key(kid, purpose).is_some(),
+                        "trust.json does not list the {} key {kid}",
+                        purpose.as_str()
+                    );
+                }
             }
             Rekey::Recorded(rotation)
         }
@@ -170,19 +167,11 @@ enum Offline {
 
 /// Writes the new key (and its public half into `trust`), keeping what verifies the old.
 fn replace(dir: &DataDir, key: RotatedKey, mut trust: TrustStore) -> anyhow::Result<Replaced> {
-    let purpose = match key {
-        RotatedKey::Issuer => Purpose::Issuer,
-        RotatedKey::Proxy => Purpose::Proxy,
-        RotatedKey::Policy => Purpose::Policy,
-        RotatedKey::Audit => return replace_audit(dir),
-        RotatedKey::Ca => {
-            let old = crate::intercept::ca_kid(&crate::intercept::read_ca_key(dir)?);
-            let new = crate::intercept::ca_kid(&crate::init::write_new_ca(dir)?);
-            return Ok(Replaced {
-                rotation: Rotation { key, old, new },
-                offline: Offline::Recorded,
-            });
-        }
+    let Some(purpose) = key.purpose() else {
+        return match key {
+            RotatedKey::Audit => replace_audit(dir),
+            _ => replace_ca(dir),
+        };
     };
     let path = dir.signing_key(purpose);
     let old = keys::read_signing_key(&path)?;
@@ -216,6 +205,19 @@ fn replace(dir: &DataDir, key: RotatedKey, mut trust: TrustStore) -> anyhow::Res
             },
             _ => Offline::Recorded,
         },
+    })
+}
+
+fn replace_ca(dir: &DataDir) -> anyhow::Result<Replaced> {
+    let old = crate::intercept::ca_kid(&crate::intercept::read_ca_key(dir)?);
+    let new = crate::intercept::ca_kid(&crate::init::write_new_ca(dir)?);
+    Ok(Replaced {
+        rotation: Rotation {
+            key: RotatedKey::Ca,
+            old,
+            new,
+        },
+        offline: Offline::Recorded,
     })
 }
 

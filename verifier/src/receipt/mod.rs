@@ -295,6 +295,17 @@ impl RotatedKey {
         }
     }
 
+    /// The trust.json purpose of an Ed25519 signing key (`None`: the audit key and the CA,
+    /// which trust.json does not hold).
+    pub fn purpose(self) -> Option<Purpose> {
+        match self {
+            RotatedKey::Issuer => Some(Purpose::Issuer),
+            RotatedKey::Proxy => Some(Purpose::Proxy),
+            RotatedKey::Policy => Some(Purpose::Policy),
+            RotatedKey::Audit | RotatedKey::Ca => None,
+        }
+    }
+
     /// Whether `kid` is spelled as this key's ids are.
     pub fn is_kid(self, kid: &str) -> bool {
         match self {
