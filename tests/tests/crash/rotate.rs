@@ -272,7 +272,34 @@ fn a_rotation_the_running_proxy_cannot_use_is_refused_and_the_old_key_stays() {
     // signing with its key; garbage gets an error, not a crash.
     let socket = support::log_dir(&data).join("control.sock");
     let (a, b) = ("A".repeat(43), "B".repeat(43));
+    let (h0, h1) = ("0".repeat(64), "1".repeat(64));
+    // A proxy key in the file that trust.json does not list (put back afterwards).
+    let proxy_pem = data.join("keys/proxy.pem");
+    let original = std::fs::read(&proxy_pem).unwrap();
+    let stranger = claw_policy::keys::generate();
+    claw_policy::keys::write_signing_key(&proxy_pem, &stranger, true).unwrap();
+    let stranger = claw_policy::keys::kid(&stranger.verifying_key());
     for (request, why) in [
+        (
+            format!(
+                "{{\"rotated\":{{\"key\":\"proxy\",\"old\":\"{a}\",\"new\":\"{stranger}\"}}}}\n"
+            ),
+            "trust.json does not list the new proxy key",
+        ),
+        (
+            format!(
+                "{{\"rotated\":{{\"key\":\"audit\",\"old\":\"{}\",\"new\":\"{}\"}}}}\n",
+                &h0[..16],
+                &h1[..16]
+            ),
+            "keys/audit.key has kid",
+        ),
+        (
+            format!(
+                "{{\"rotated\":{{\"key\":\"ca\",\"old\":\"sha256:{h0}\",\"new\":\"sha256:{h1}\"}}}}\n"
+            ),
+            "keys/ca.key has kid",
+        ),
         (
             format!("{{\"rotated\":{{\"key\":\"proxy\",\"old\":\"x\",\"new\":\"{a}\"}}}}\n"),
             "keys/proxy.pem holds key",
@@ -292,6 +319,7 @@ fn a_rotation_the_running_proxy_cannot_use_is_refused_and_the_old_key_stays() {
             "{answer}"
         );
     }
+    std::fs::write(&proxy_pem, original).unwrap();
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
@@ -300,4 +328,38 @@ fn a_rotation_the_running_proxy_cannot_use_is_refused_and_the_old_key_stays() {
     assert!(!socket.exists(), "the socket is removed at shutdown");
     let log = support::read_log(&data).receipts;
     assert!(log.iter().all(|r| r.kind != Kind::KeyRotation));
+
+    // `audit-hash --kid` takes only an audit kid whose retired key file holds that key.
+    let dir = data.to_str().unwrap();
+    let current = std::fs::read(data.join("keys/audit.key")).unwrap();
+    let misnamed = data.join("keys/audit-0123456789abcdef.key");
+    std::fs::write(&misnamed, current).unwrap();
+    std::fs::set_permissions(
+        &misnamed,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    for (kid, why) in [
+        ("not-a-kid", "is not an audit kid"),
+        ("fedcba9876543210", "audit-fedcba9876543210.key"),
+        ("0123456789abcdef", "holds the audit key"),
+    ] {
+        let out = support::run(
+            "clawverify",
+            &[
+                "audit-hash",
+                "--file",
+                "/dev/null",
+                "--kid",
+                kid,
+                "--data-dir",
+                dir,
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(why),
+            "{kid}: {stderr}"
+        );
+    }
 }
