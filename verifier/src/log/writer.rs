@@ -23,7 +23,8 @@ use super::{Appended, Draft, JobClose, LogConfig, LogError, LogMetrics, Rekey, S
 use crate::checkpoint::{self, Checkpoint};
 use crate::merkle::CompactRange;
 use crate::receipt::{
-    self, AuditKey, IdGenerator, Kind, LOG_JOB, Receipt, Recovery, RotatedKey, Rotation, format_ts,
+    self, AuditKey, IdGenerator, Kind, LOG_JOB, Presigner, Receipt, Recovery, RotatedKey, Rotation,
+    format_ts,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, LogError>>;
@@ -276,7 +277,8 @@ struct State {
     dir: PathBuf,
     origin: String,
     kid: String,
-    key: SigningKey,
+    /// Signs receipts; its nonces are computed ahead on their own thread.
+    key: Presigner,
     /// Kid of the audit key in use (the old side of its next rotation).
     audit_kid: String,
     chain: Chain,
@@ -385,7 +387,7 @@ impl State {
             dir: dir.clone(),
             origin,
             kid: claw_policy::keys::kid(&verifying),
-            key: config.signing_key.clone(),
+            key: Presigner::new(config.signing_key.clone()),
             audit_kid: config.audit_key.kid().to_owned(),
             chain,
             ids: IdGenerator::new(),
@@ -521,7 +523,7 @@ impl State {
         match key {
             RotatedKey::Proxy => {
                 if let Some(next) = next_key {
-                    self.key = next;
+                    self.key = Presigner::new(next);
                     self.kid = new;
                 }
             }
@@ -622,7 +624,7 @@ impl State {
         Arc::new(Signer {
             dir: self.dir.clone(),
             origin: self.origin.clone(),
-            key: self.key.clone(),
+            key: self.key.key().clone(),
         })
     }
 }

@@ -42,13 +42,16 @@
 //! Merkle leaf is `JCS(receipt including sig)` and its hash is [`merkle::leaf_hash`]
 //! (`SHA-256(0x00 ‖ leaf)`). [`verify_leaf`] checks the signature with `verify_strict` under a
 //! key trusted for the proxy purpose, then parses exactly the bytes it verified, and refuses a
-//! leaf that is not the canonical form of what it parsed.
+//! leaf that is not the canonical form of what it parsed. The log writer signs with a
+//! [`Presigner`], whose nonces are computed ahead of time; its signatures are ordinary
+//! Ed25519 signatures, so verifiers need not know.
 //!
 //! Bodies never appear, only keyed BLAKE3 hashes (`blake3k:<audit kid>:<hex>`, see
 //! [`AuditKey`]), so a bundle cannot be used to confirm a guessed secret.
 
 mod audit;
 mod id;
+mod presign;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -58,11 +61,12 @@ pub use claw_policy::contract::Enforcement;
 use claw_policy::dsse::pae;
 use claw_policy::keys::Purpose;
 use claw_policy::trust::TrustStore;
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signature, Signer};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditKey, audit_hash};
 pub use id::{IdGenerator, format_ts, ts_millis};
+pub use presign::Presigner;
 
 use crate::merkle::{self, Hash};
 
@@ -470,8 +474,8 @@ impl Receipt {
         }
     }
 
-    /// Signs in place (replacing any signature).
-    pub fn sign(&mut self, key: &SigningKey) {
+    /// Signs in place (replacing any signature), with a [`SigningKey`](ed25519_dalek::SigningKey) or a [`Presigner`].
+    pub fn sign(&mut self, key: &impl Signer<Signature>) {
         self.sig.clear();
         let message = pae(RECEIPT_PAYLOAD_TYPE, &jcs(self));
         self.sig = STANDARD.encode(key.sign(&message).to_bytes());

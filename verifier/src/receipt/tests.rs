@@ -1,5 +1,5 @@
 use claw_policy::keys::{self, Purpose};
-use ed25519_dalek::Verifier;
+use ed25519_dalek::{SigningKey, Verifier};
 
 use super::*;
 
