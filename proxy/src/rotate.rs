@@ -54,9 +54,13 @@ pub async fn rotate(dir: &DataDir, key: RotatedKey) -> anyhow::Result<Rotated> {
     let mut recorded = Vec::new();
     for socket in control::sockets(dir, &proxy_id) {
         let answer = control::ask(&socket, &rotation).await.with_context(|| {
+            let then = match key {
+                RotatedKey::Proxy | RotatedKey::Audit => " (its log records the change then)",
+                RotatedKey::Issuer | RotatedKey::Policy | RotatedKey::Ca => "",
+            };
             format!(
                 "the {} key is replaced on disk, but the proxy behind {} did not take it and \
-                 keeps the old one until it restarts",
+                 keeps the old one until it restarts{then}",
                 key.as_str(),
                 socket.display()
             )

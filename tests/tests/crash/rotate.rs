@@ -9,7 +9,7 @@ use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use claw_verifier::receipt::{Kind, Receipt, RotatedKey};
+use claw_verifier::receipt::{AuditKey, Kind, Receipt, RotatedKey, Rotation};
 
 use super::support::{self, Response, run_ok};
 
@@ -328,6 +328,26 @@ fn a_rotation_the_running_proxy_cannot_use_is_refused_and_the_old_key_stays() {
     assert!(!socket.exists(), "the socket is removed at shutdown");
     let log = support::read_log(&data).receipts;
     assert!(log.iter().all(|r| r.kind != Kind::KeyRotation));
+
+    // An audit key replaced by hand is recorded when the proxy next starts.
+    let audit = data.join("keys/audit.key");
+    let old_kid = AuditKey::load(&audit).unwrap().kid().to_owned();
+    std::fs::write(&audit, [42u8; 32]).unwrap();
+    let new_kid = AuditKey::new([42; 32]).kid().to_owned();
+    let mut proxy = support::start_proxy(&data, &work.path().join("clawproxy.stderr"));
+    let mut open = support::connect(proxy.listen).unwrap();
+    read_ok(&mut open, JOB, &token);
+    proxy.proc.terminate();
+    let log = support::read_log(&data).receipts;
+    let rotations: Vec<_> = log.iter().filter_map(|r| r.rotation.clone()).collect();
+    assert_eq!(
+        rotations,
+        [Rotation {
+            key: RotatedKey::Audit,
+            old: old_kid,
+            new: new_kid,
+        }]
+    );
 
     // `audit-hash --kid` takes only an audit kid whose retired key file holds that key.
     let dir = data.to_str().unwrap();

@@ -81,7 +81,12 @@ impl LogWriter {
             path: config.dir.display().to_string(),
             message: format!("start-up task failed: {e}"),
         })??;
-        let (mut state, torn, last_checkpoint) = opened;
+        let Opened {
+            mut state,
+            torn,
+            unrecorded,
+            last_checkpoint,
+        } = opened;
         let shared = Arc::new(Shared {
             poisoned: AtomicBool::new(false),
             reason: OnceLock::new(),
@@ -95,12 +100,22 @@ impl LogWriter {
             timeout,
             last_checkpoint,
         };
-        if let Some(torn) = torn {
-            // Record the cut before anything else is accepted; durable like any receipt.
+        if torn.is_some() || !unrecorded.is_empty() {
+            for rotation in &unrecorded {
+                tracing::warn!(
+                    log = %state.origin,
+                    key = rotation.key.as_str(),
+                    old = %rotation.old,
+                    new = %rotation.new,
+                    "the key changed without a key_rotation receipt; recording it now"
+                );
+            }
+            // Record the cut and the key changes before anything else is accepted; durable
+            // like any receipt.
             let recovery_io = tokio::task::spawn_blocking(move || {
-                let prepared = state.prepare_recovery(torn);
-                if let Some(Err(e)) = prepared.results.first() {
-                    return Err(io::Error::other(format!("recovery receipt: {e}")));
+                let prepared = state.prepare_startup(torn, unrecorded);
+                if let Some(Err(e)) = prepared.results.iter().find(|r| r.is_err()) {
+                    return Err(io::Error::other(format!("start-up receipt: {e}")));
                 }
                 let mut lane = state.write(None, &prepared)?;
                 lane.sink.sync()?;
@@ -307,7 +322,62 @@ struct Prepared {
     rekeyed: bool,
 }
 
-type Opened = (State, Option<Recovery>, Option<SignedCheckpoint>);
+/// A verified log, ready for its writer task.
+struct Opened {
+    state: State,
+    /// A torn tail that was cut, for a `recovery` receipt.
+    torn: Option<Recovery>,
+    /// Keys replaced without a `key_rotation` receipt, to record now.
+    unrecorded: Vec<Rotation>,
+    last_checkpoint: Option<SignedCheckpoint>,
+}
+
+/// The proxy and audit keys a log was last used with, read back at start-up, so that a key
+/// replaced without a `key_rotation` receipt (a running proxy refused the change, or the file
+/// was replaced by hand) is recorded before anything else is appended.
+#[derive(Default)]
+struct KeysInUse {
+    /// The last receipt read: its signer, or the `new` key of its proxy rotation.
+    last: Option<receipt::CheckedReceipt>,
+    audit: Option<String>,
+}
+
+impl KeysInUse {
+    fn observe(&mut self, r: receipt::CheckedReceipt) {
+        match &r.rotation {
+            Some(rotation) if rotation.key == RotatedKey::Audit => {
+                self.audit = Some(rotation.new.clone());
+            }
+            // Only the first body hash names the key the log began with: later ones may come
+            // from drafts keyed just before a recorded rotation.
+            _ if self.audit.is_none() => self.audit = r.audit_kid().map(str::to_owned),
+            _ => {}
+        }
+        self.last = Some(r);
+    }
+
+    /// The rotations a log now signed by `kid`, with body hashes keyed by `audit_kid`, lacks.
+    fn unrecorded(&self, kid: &str, audit_kid: &str) -> Vec<Rotation> {
+        let proxy = self.last.as_ref().map(|r| match &r.rotation {
+            Some(rotation) if rotation.key == RotatedKey::Proxy => rotation.new.as_str(),
+            _ => r.proxy.as_str(),
+        });
+        [
+            (RotatedKey::Proxy, proxy, kid),
+            (RotatedKey::Audit, self.audit.as_deref(), audit_kid),
+        ]
+        .into_iter()
+        .filter_map(|(key, old, new)| {
+            let old = old.filter(|old| *old != new)?;
+            Some(Rotation {
+                key,
+                old: old.to_owned(),
+                new: new.to_owned(),
+            })
+        })
+        .collect()
+    }
+}
 
 impl State {
     /// Start-up: verify, cut a torn tail, check the latest checkpoint is a prefix.
@@ -326,6 +396,7 @@ impl State {
         let mut receipts = Receipts::new(dir, &trust, false).map_err(|e| damaged(dir, &e))?;
         let mut prefix_root = latest.as_ref().filter(|c| c.size == 0).map(|c| c.root);
         let mut torn = None;
+        let mut keys = KeysInUse::default();
         loop {
             if let Some(cp) = &latest
                 && receipts.chain_state().size() == cp.size
@@ -334,7 +405,7 @@ impl State {
             }
             match receipts.next() {
                 None => break,
-                Some(Ok(_)) => {}
+                Some(Ok(r)) => keys.observe(r),
                 Some(Err(ReadError::Torn { .. })) => {
                     torn = receipts.torn.clone();
                     break;
@@ -383,10 +454,12 @@ impl State {
             ),
             None => (0, 0),
         };
+        let kid = claw_policy::keys::kid(&verifying);
+        let unrecorded = keys.unrecorded(&kid, config.audit_key.kid());
         let state = State {
             dir: dir.clone(),
             origin,
-            kid: claw_policy::keys::kid(&verifying),
+            kid,
             key: Presigner::new(config.signing_key.clone()),
             audit_kid: config.audit_key.kid().to_owned(),
             chain,
@@ -404,12 +477,17 @@ impl State {
             .open_lane(state.segment_first)
             .and_then(|mut lane| lane.sink.sync())
             .map_err(|e| io_failure(&segment_path(dir, state.segment_first), &e.to_string()))?;
-        let latest = latest.map(|cp| SignedCheckpoint {
+        let last_checkpoint = latest.map(|cp| SignedCheckpoint {
             size: cp.size,
             root: cp.root,
             note: String::new(),
         });
-        Ok((state, recovery, latest))
+        Ok(Opened {
+            state,
+            torn: recovery,
+            unrecorded,
+            last_checkpoint,
+        })
     }
 
     fn open_lane(&self, first: u64) -> io::Result<Lane> {
@@ -533,14 +611,22 @@ impl State {
         Ok(appended)
     }
 
-    fn prepare_recovery(&mut self, torn: Recovery) -> Prepared {
+    /// The log's own start-up receipts: the `recovery` of a cut tail, then a `key_rotation`
+    /// for each key replaced without one (signed by the new key: the old one is gone).
+    fn prepare_startup(&mut self, torn: Option<Recovery>, unrecorded: Vec<Rotation>) -> Prepared {
         let (ms, ts) = Self::now();
         let ts = ts.max(self.chain.last_ts.clone());
         let first_seq = self.chain.size();
-        let mut r = self.assign(Draft::new(Kind::Recovery, LOG_JOB), &ts, ms);
-        r.recovery = Some(torn);
         let mut bytes = Vec::new();
-        let results = vec![self.seal(r, &mut bytes)];
+        let mut results = Vec::new();
+        if let Some(torn) = torn {
+            let mut r = self.assign(Draft::new(Kind::Recovery, LOG_JOB), &ts, ms);
+            r.recovery = Some(torn);
+            results.push(self.seal(r, &mut bytes));
+        }
+        for rotation in unrecorded {
+            results.push(self.rotate(Rekey::Recorded(rotation), &ts, ms, &mut bytes));
+        }
         Prepared {
             bytes,
             first_seq,

@@ -32,7 +32,7 @@
 //! | `count` | `job_close` only: how many receipts of the job precede it in this log (= its `job_seq`) |
 //! | `closed` | `job_close` only: `expired` or `revoked` |
 //! | `recovery` | `recovery` only: `{segment, offset, bytes, hash}` of a torn, never-acknowledged tail that was cut at start |
-//! | `rotation` | `key_rotation` only: `{key, old, new}`, which key (`issuer`, `proxy`, `policy`, `audit`, `ca`) was replaced and the key ids; a proxy key's rotation is signed by the old key, the receipts after it by the new |
+//! | `rotation` | `key_rotation` only: `{key, old, new}`, which key (`issuer`, `proxy`, `policy`, `audit`, `ca`) was replaced and the key ids; a proxy key's rotation is signed by the old key, the receipts after it by the new; a change the log finds at start-up (a proxy or audit key replaced with no receipt) is recorded then, signed by the new key |
 //! | `sig` | standard base64 Ed25519 signature, see below |
 //!
 //! # Signature and leaf
@@ -491,6 +491,19 @@ impl Receipt {
         merkle::leaf_hash(&self.leaf())
     }
 
+    /// Its keyed body hashes: the request's, then the answer's.
+    pub fn body_hashes(&self) -> impl Iterator<Item = &str> {
+        let request = self.req.as_ref().and_then(|r| r.body_hash.as_deref());
+        let answer = self.resp.as_ref().map(|r| r.body_hash.as_str());
+        request.into_iter().chain(answer)
+    }
+
+    /// The kid of the audit key its body hashes were made with, if it has any.
+    pub fn audit_kid(&self) -> Option<&str> {
+        self.body_hashes()
+            .find_map(|hash| hash.strip_prefix("blake3k:")?.split(':').next())
+    }
+
     /// Checks the fields against the rules of the receipt's kind (module docs).
     pub fn check_shape(&self) -> Result<(), ReceiptError> {
         let kind = self.kind.as_str();
@@ -518,11 +531,7 @@ impl Receipt {
         {
             return fail(format!("wpc {wpc:?} is not blake3:<64 hex>"));
         }
-        let body_hashes = [
-            self.req.as_ref().and_then(|r| r.body_hash.as_deref()),
-            self.resp.as_ref().map(|r| r.body_hash.as_str()),
-        ];
-        for hash in body_hashes.into_iter().flatten() {
+        for hash in self.body_hashes() {
             if !is_keyed_hash(hash) {
                 return fail(format!("{hash:?} is not blake3k:<16 hex>:<64 hex>"));
             }

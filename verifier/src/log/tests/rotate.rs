@@ -5,7 +5,7 @@ use claw_policy::keys;
 use claw_policy::trust::TrustStore;
 
 use super::*;
-use crate::receipt::{AuditKey, Kind, LOG_JOB, RotatedKey, Rotation};
+use crate::receipt::{AuditKey, Kind, LOG_JOB, Resp, RotatedKey, Rotation};
 
 fn both(old: &SigningKey, new: &SigningKey) -> TrustStore {
     let mut trust = trust(old);
@@ -159,4 +159,150 @@ async fn a_second_writer_of_one_log_is_refused() {
     let (log, task) = LogWriter::open(cfg).await.unwrap();
     log.shutdown().await.unwrap();
     task.await.unwrap();
+}
+
+/// A call whose answer's body hash is keyed by `audit`.
+fn hashed_call(audit: &AuditKey) -> Draft {
+    let mut d = call("job-1");
+    d.resp = Some(Resp {
+        status: 200,
+        bytes: 2,
+        body_hash: audit.hash(b"{}"),
+        released: true,
+    });
+    d
+}
+
+/// Opens the log, appends `drafts`, shuts it down.
+async fn run(cfg: LogConfig, drafts: Vec<Draft>) {
+    let (log, task) = LogWriter::open(cfg).await.unwrap();
+    for draft in drafts {
+        log.append(draft).await.unwrap();
+    }
+    log.shutdown().await.unwrap();
+    task.await.unwrap();
+}
+
+fn kinds(receipts: &[crate::receipt::CheckedReceipt]) -> Vec<Kind> {
+    receipts.iter().map(|r| r.kind).collect()
+}
+
+#[tokio::test]
+async fn a_proxy_key_replaced_without_a_receipt_is_recorded_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (keys::generate(), keys::generate());
+    let cfg = config(tmp.path(), &old);
+    run(cfg.clone(), vec![call("job-1")]).await;
+    // A torn tail too: the recovery comes first, then the rotation.
+    let segment = crate::log::segment::segment_path(&cfg.dir, 0);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"{\"v\":1,").unwrap();
+    drop(file);
+
+    let mut restart = config(tmp.path(), &new);
+    restart.retired_keys = vec![old.verifying_key()];
+    run(restart.clone(), vec![call("job-1")]).await;
+    // Recorded once: the next start finds the log already on the new key.
+    run(restart, vec![call("job-1")]).await;
+
+    let receipts: Vec<_> = LogReader::new(&cfg.dir, both(&old, &new))
+        .receipts()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        kinds(&receipts),
+        [
+            Kind::Call,
+            Kind::Recovery,
+            Kind::KeyRotation,
+            Kind::Call,
+            Kind::Call
+        ]
+    );
+    let new_kid = keys::kid(&new.verifying_key());
+    assert_eq!(
+        receipts[2].rotation,
+        Some(Rotation {
+            key: RotatedKey::Proxy,
+            old: keys::kid(&old.verifying_key()),
+            new: new_kid.clone(),
+        })
+    );
+    // The old key is gone: the new one signs the record of its own arrival.
+    assert_eq!(receipts[2].proxy, new_kid);
+    assert_eq!(receipts[2].job, LOG_JOB);
+}
+
+#[tokio::test]
+async fn an_audit_key_replaced_without_a_receipt_is_recorded_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keys::generate();
+    let cfg = config(tmp.path(), &key);
+    let before = cfg.audit_key.clone();
+    run(
+        cfg.clone(),
+        vec![hashed_call(&before), hashed_call(&before)],
+    )
+    .await;
+    let after = AuditKey::new([6; 32]);
+    let mut restart = cfg.clone();
+    restart.audit_key = after.clone();
+    run(restart.clone(), vec![hashed_call(&after)]).await;
+    run(restart, vec![hashed_call(&after)]).await;
+
+    let receipts = read_all(&cfg.dir, &key);
+    assert_eq!(
+        kinds(&receipts),
+        [
+            Kind::Call,
+            Kind::Call,
+            Kind::KeyRotation,
+            Kind::Call,
+            Kind::Call
+        ]
+    );
+    assert_eq!(
+        receipts[2].rotation,
+        Some(Rotation {
+            key: RotatedKey::Audit,
+            old: before.kid().to_owned(),
+            new: after.kid().to_owned(),
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_recorded_or_unused_key_needs_no_record_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = keys::generate();
+    let cfg = config(tmp.path(), &key);
+    let first = cfg.audit_key.clone();
+    let second = AuditKey::new([6; 32]);
+    let (log, task) = LogWriter::open(cfg.clone()).await.unwrap();
+    log.append(hashed_call(&first)).await.unwrap();
+    log.rotate(Rekey::Audit(second.clone())).await.unwrap();
+    // A draft hashed just before the rotation and appended after it is no sign of a change.
+    log.append(hashed_call(&first)).await.unwrap();
+    log.shutdown().await.unwrap();
+    task.await.unwrap();
+    let mut restart = cfg.clone();
+    restart.audit_key = second;
+    run(restart, vec![call("job-1")]).await;
+    assert_eq!(
+        kinds(&read_all(&cfg.dir, &key)),
+        [Kind::Call, Kind::KeyRotation, Kind::Call, Kind::Call]
+    );
+
+    // No body hash was ever made: a new audit key contradicts nothing.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), &key);
+    run(cfg.clone(), vec![call("job-1")]).await;
+    let mut restart = cfg.clone();
+    restart.audit_key = AuditKey::new([7; 32]);
+    run(restart, vec![call("job-1")]).await;
+    assert_eq!(kinds(&read_all(&cfg.dir, &key)), [Kind::Call, Kind::Call]);
 }
