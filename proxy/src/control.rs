@@ -174,3 +174,56 @@ pub async fn ask(socket: &Path, rotation: &Rotation) -> anyhow::Result<Option<Re
         Ok(Ok(Answer::Recorded(recorded))) => Ok(Some(recorded)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use claw_verifier::receipt::RotatedKey;
+
+    use super::*;
+
+    #[test]
+    fn sockets_are_found_for_the_proxy_and_each_of_its_fleet_instances() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let log = dir.receipts().join("p0test01");
+        for sub in ["", "i-2", "i-1", "i-3"] {
+            std::fs::create_dir_all(log.join(sub)).unwrap();
+        }
+        // Instance i-3 runs no proxy; another proxy's socket is not this one's.
+        for socket in ["control.sock", "i-1/control.sock", "i-2/control.sock"] {
+            std::fs::write(log.join(socket), b"").unwrap();
+        }
+        let other = dir.receipts().join("p0other1");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join(SOCKET), b"").unwrap();
+        assert_eq!(
+            sockets(&dir, "p0test01"),
+            [
+                log.join("control.sock"),
+                log.join("i-1/control.sock"),
+                log.join("i-2/control.sock")
+            ]
+        );
+        assert!(sockets(&dir, "p0absent").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_socket_left_by_a_stopped_proxy_means_no_proxy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(SOCKET);
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let rotation = Rotation {
+            key: RotatedKey::Issuer,
+            old: "A".repeat(43),
+            new: "B".repeat(43),
+        };
+        assert!(ask(&path, &rotation).await.unwrap().is_none());
+        assert!(
+            ask(&tmp.path().join("absent.sock"), &rotation)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
