@@ -112,7 +112,7 @@ impl LogWriter {
             }
             // Record the cut and the key changes before anything else is accepted; durable
             // like any receipt.
-            let recovery_io = tokio::task::spawn_blocking(move || {
+            let startup_io = tokio::task::spawn_blocking(move || {
                 let prepared = state.prepare_startup(torn, unrecorded);
                 if let Some(Err(e)) = prepared.results.iter().find(|r| r.is_err()) {
                     return Err(io::Error::other(format!("start-up receipt: {e}")));
@@ -122,7 +122,7 @@ impl LogWriter {
                 let signed = state.signer().checkpoint(state.chain.range.clone())?;
                 Ok::<_, io::Error>((state, signed))
             });
-            let (back, signed) = tokio::time::timeout(timeout, recovery_io)
+            let (back, signed) = tokio::time::timeout(timeout, startup_io)
                 .await
                 .map_err(|_| LogError::Timeout(timeout))?
                 .map_err(|e| io_failure(&config.dir, &e.to_string()))?
