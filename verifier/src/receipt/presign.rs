@@ -44,7 +44,6 @@ const DOMAIN: &[u8] = b"clawproxy receipt nonce v1\0";
 pub struct Presigner {
     key: SigningKey,
     secret: ExpandedSecretKey,
-    public: [u8; 32],
     queue: Option<Receiver<Nonce>>,
     filler: Option<JoinHandle<()>>,
 }
@@ -53,15 +52,15 @@ impl Presigner {
     /// Starts the thread that keeps nonces ready for `key`.
     pub fn new(key: SigningKey) -> Self {
         let (sender, queue) = sync_channel(QUEUE);
-        let source = NonceSource::new(&key);
+        let secret = ExpandedSecretKey::from(key.as_bytes());
+        let source = NonceSource::new(secret.hash_prefix);
         // Without the thread every signature is an RFC 8032 one: slower, equally valid.
         let filler = std::thread::Builder::new()
             .name("receipt-nonces".into())
             .spawn(move || source.fill(&sender))
             .ok();
         Self {
-            secret: ExpandedSecretKey::from(key.as_bytes()),
-            public: key.verifying_key().to_bytes(),
+            secret,
             key,
             queue: Some(queue),
             filler,
@@ -78,7 +77,7 @@ impl Presigner {
         let k = Scalar::from_hash(
             Sha512::new()
                 .chain_update(nonce.commitment.as_bytes())
-                .chain_update(self.public)
+                .chain_update(self.key.verifying_key().as_bytes())
                 .chain_update(message),
         );
         let s = k * self.secret.scalar + nonce.r;
@@ -141,10 +140,9 @@ struct NonceSource {
 }
 
 impl NonceSource {
-    fn new(key: &SigningKey) -> Self {
-        let expanded = ExpandedSecretKey::from(key.as_bytes());
+    fn new(prefix: [u8; 32]) -> Self {
         Self {
-            prefix: Zeroizing::new(expanded.hash_prefix),
+            prefix: Zeroizing::new(prefix),
             counter: 0,
         }
     }
@@ -184,6 +182,10 @@ mod tests {
         claw_policy::keys::generate()
     }
 
+    fn source(key: &SigningKey) -> NonceSource {
+        NonceSource::new(ExpandedSecretKey::from(key.as_bytes()).hash_prefix)
+    }
+
     /// With RFC 8032's r, the split computation is RFC 8032 signing, bit for bit: the
     /// algebra of `finish` is Ed25519's.
     #[test]
@@ -221,7 +223,7 @@ mod tests {
 
     #[test]
     fn nonces_are_never_repeated() {
-        let mut source = NonceSource::new(&key());
+        let mut source = source(&key());
         let mut seen = std::collections::HashSet::new();
         for _ in 0..2000 {
             let nonce = source.next().unwrap();
@@ -233,10 +235,10 @@ mod tests {
     #[test]
     fn nonces_depend_on_the_key_and_the_generator() {
         // Same key, same counter: the generator's bytes alone make them differ.
-        let a = NonceSource::new(&key()).next().unwrap();
+        let a = source(&key()).next().unwrap();
         let key = key();
-        let b = NonceSource::new(&key).next().unwrap();
-        let c = NonceSource::new(&key).next().unwrap();
+        let b = source(&key).next().unwrap();
+        let c = source(&key).next().unwrap();
         assert_ne!(a.commitment, b.commitment);
         assert_ne!(b.commitment, c.commitment);
     }
